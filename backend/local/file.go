@@ -1,0 +1,76 @@
+package local
+
+import (
+	"github.com/csi-goferfs/csi-goferfs/backend"
+	"golang.org/x/sys/unix"
+)
+
+// file is an open file of the volume directory; its descriptor is the
+// host FD.
+type file struct {
+	fd int
+}
+
+var _ backend.HostFile = (*file)(nil)
+
+func (f *file) Fd() int { return f.fd }
+
+func (f *file) ReadAt(p []byte, off int64) (int, error) {
+	for {
+		n, err := unix.Pread(f.fd, p, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if n < 0 {
+			n = 0
+		}
+		return n, err
+	}
+}
+
+func (f *file) WriteAt(p []byte, off int64) (int, error) {
+	for {
+		n, err := unix.Pwrite(f.fd, p, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if n < 0 {
+			n = 0
+		}
+		return n, err
+	}
+}
+
+func (f *file) Stat() (backend.Attr, error) {
+	var stx unix.Statx_t
+	if err := unix.Statx(f.fd, "", unix.AT_EMPTY_PATH, statxMask, &stx); err != nil {
+		return backend.Attr{}, err
+	}
+	return attrFromStatx(&stx), nil
+}
+
+func (f *file) Truncate(size int64) error { return unix.Ftruncate(f.fd, size) }
+
+func (f *file) Allocate(mode uint32, off, size int64) error {
+	return unix.Fallocate(f.fd, mode, off, size)
+}
+
+func (f *file) Sync(dataOnly bool) error {
+	if dataOnly {
+		return unix.Fdatasync(f.fd)
+	}
+	return unix.Fsync(f.fd)
+}
+
+// Flush closes a duplicate of the descriptor: that is what close(2) does
+// to the backing file system (an NFS share, say, publishes written data on
+// close), without giving up the descriptor itself.
+func (f *file) Flush() error {
+	nfd, err := unix.Dup(f.fd)
+	if err != nil {
+		return err
+	}
+	return unix.Close(nfd)
+}
+
+func (f *file) Close() error { return unix.Close(f.fd) }

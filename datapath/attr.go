@@ -1,0 +1,107 @@
+package datapath
+
+import (
+	"context"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+var _ fs.NodeGetattrer = (*node)(nil)
+
+func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if h, ok := f.(*handle); ok {
+		// An open file may have been unlinked: ask its descriptor.
+		return h.Getattr(ctx, out)
+	}
+	a, err := n.vol.fs.Lstat(n.name())
+	if err != nil {
+		return toErrno(err)
+	}
+	fillAttr(&out.Attr, &a)
+	return 0
+}
+
+var _ fs.NodeSetattrer = (*node)(nil)
+
+// Setattr applies the changes in order: owner before mode (chown clears
+// set-id bits), size before times (truncate sets mtime, an explicit mtime
+// must win).
+func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	be, name := n.vol.fs, n.name()
+	uid, uok := in.GetUID()
+	gid, gok := in.GetGID()
+	if uok || gok {
+		u, g := -1, -1
+		if uok {
+			u = int(uid)
+		}
+		if gok {
+			g = int(gid)
+		}
+		if err := be.Chown(name, u, g); err != nil {
+			return toErrno(err)
+		}
+	}
+	if mode, ok := in.GetMode(); ok {
+		if err := be.Chmod(name, mode&07777); err != nil {
+			return toErrno(err)
+		}
+	}
+	if size, ok := in.GetSize(); ok {
+		var err error
+		if h, ok := f.(*handle); ok {
+			err = h.f.Truncate(int64(size))
+		} else {
+			err = be.Truncate(name, int64(size))
+		}
+		if err != nil {
+			return toErrno(err)
+		}
+	}
+	atime, aok := in.GetATime()
+	mtime, mok := in.GetMTime()
+	if aok || mok {
+		var at, mt *unix.Timespec
+		if aok {
+			ts := unix.NsecToTimespec(atime.UnixNano())
+			at = &ts
+		}
+		if mok {
+			ts := unix.NsecToTimespec(mtime.UnixNano())
+			mt = &ts
+		}
+		if err := be.Utimens(name, at, mt); err != nil {
+			return toErrno(err)
+		}
+	}
+	return n.Getattr(ctx, f, out)
+}
+
+var _ fs.NodeGetxattrer = (*node)(nil)
+
+func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	sz, err := n.vol.fs.Getxattr(n.name(), attr, dest)
+	return uint32(sz), toErrno(err)
+}
+
+var _ fs.NodeSetxattrer = (*node)(nil)
+
+func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return toErrno(n.vol.fs.Setxattr(n.name(), attr, data, int(flags)))
+}
+
+var _ fs.NodeListxattrer = (*node)(nil)
+
+func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	sz, err := n.vol.fs.Listxattr(n.name(), dest)
+	return uint32(sz), toErrno(err)
+}
+
+var _ fs.NodeRemovexattrer = (*node)(nil)
+
+func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	return toErrno(n.vol.fs.Removexattr(n.name(), attr))
+}

@@ -1,0 +1,37 @@
+// Package datapath is the FUSE file system that serves a volume's remote to
+// pods: one session per staged volume, built on go-fuse's fs package.
+//
+// # Shape
+//
+// A node (node.go) owns the namespace: lookups, creation, removal, rename,
+// attributes. A handle (handle.go) owns one open file: its open flags and
+// the remote file behind it. The interop mode's choices (kernel caching,
+// timeouts, open flags) live in policy.go; errno mapping lives in
+// errno.go and nowhere else.
+//
+// # The host FD path
+//
+// When a remote file has a kernel descriptor (backend.HostFile, the local
+// directory backend) and the volume does not set ForcePageCache, the handle
+// offers it to the kernel for FUSE passthrough: the kernel reads, writes
+// and maps the backing file itself (rules R3, W4, M7), which is both the
+// fastest path and coherent with other users of the backing file. Whether
+// the kernel accepts passthrough is probed once per mount; without it the
+// daemon serves the I/O.
+//
+// # Without a host FD
+//
+// Shared and writethrough volumes open files with FOPEN_DIRECT_IO, so every
+// read and write reaches the daemon and the remote (R3, W4, W7), and the
+// kernel refuses shared mappings with ENODEV (M2, M3; see policy.go for
+// where FUSE is stricter than the seed). Exclusive volumes keep the
+// kernel's page cache across opens and use its writeback cache.
+//
+// # Security
+//
+// The daemon runs as root, so the mount is created with allow_other and
+// default_permissions (the kernel checks permissions against the file
+// attributes before any request reaches us), files are created with the
+// caller's owner, and every remote access stays beneath the volume
+// directory (see package backend).
+package datapath

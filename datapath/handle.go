@@ -1,0 +1,145 @@
+package datapath
+
+import (
+	"context"
+	"syscall"
+
+	"github.com/csi-goferfs/csi-goferfs/backend"
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// handle is one open file: the remote file behind it and the flags it was
+// opened with. The kernel serializes nothing for us: Read, Write and the
+// rest may run concurrently on one handle, and all of them are safe to.
+type handle struct {
+	node  *node
+	f     backend.File
+	flags uint32 // open(2) flags as the caller gave them
+	// host is the descriptor handed to the kernel for passthrough, or -1
+	// when the daemon serves this file's I/O.
+	host int
+}
+
+func (v *Volume) newHandle(n *node, f backend.File, flags uint32) *handle {
+	h := &handle{node: n, f: f, flags: flags, host: -1}
+	if hf, ok := f.(backend.HostFile); ok && v.passthrough.Load() {
+		h.host = hf.Fd()
+	}
+	return h
+}
+
+// fuseFlags returns the FOPEN_* flags of the open reply. A passthrough
+// handle needs none: go-fuse adds FOPEN_PASSTHROUGH, and the kernel does
+// the I/O on the backing file, coherent with every other user of it.
+func (h *handle) fuseFlags() uint32 {
+	if h.host >= 0 {
+		return 0
+	}
+	return h.node.vol.opts.Mode.openFlags()
+}
+
+var (
+	_ fs.FilePassthroughFder = (*handle)(nil)
+	_ fs.FileReader          = (*handle)(nil)
+	_ fs.FileWriter          = (*handle)(nil)
+	_ fs.FileFlusher         = (*handle)(nil)
+	_ fs.FileFsyncer         = (*handle)(nil)
+	_ fs.FileReleaser        = (*handle)(nil)
+	_ fs.FileGetattrer       = (*handle)(nil)
+	_ fs.FileLseeker         = (*handle)(nil)
+	_ fs.FileAllocater       = (*handle)(nil)
+)
+
+// PassthroughFd offers the host FD to the kernel (R3, W4, M7).
+func (h *handle) PassthroughFd() (int, bool) {
+	return h.host, h.host >= 0
+}
+
+// Read serves a read the kernel could not do itself. Offsets below zero
+// never get here: the kernel answers EINVAL (R1).
+func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := h.f.ReadAt(dest, off)
+	if n > 0 || err == nil {
+		// A short read stops the read and returns what was read (R7).
+		return fuse.ReadResultData(dest[:n]), 0
+	}
+	if isEOF(err) {
+		return fuse.ReadResultData(nil), 0
+	}
+	return nil, toErrno(err)
+}
+
+// Write writes to the remote before it returns. Exclusive volumes buffer
+// in the kernel's writeback cache, so a write that reaches the daemon is
+// already a writeback.
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	n, err := h.f.WriteAt(data, off)
+	if err != nil && n == 0 {
+		return 0, toErrno(err)
+	}
+	return uint32(n), 0
+}
+
+// Flush is close(2) (S5): exclusive volumes keep buffered data buffered;
+// the other modes flush the remote handle so other clients see the data.
+func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	if !h.node.vol.opts.Mode.flushesOnClose() {
+		return 0
+	}
+	return toErrno(h.f.Flush())
+}
+
+// Fsync makes everything written through this file durable (S4). The
+// kernel has already sent its dirty pages; the remote is synced here.
+func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	const fdatasync = 1 // FUSE_FSYNC_FDATASYNC
+	return toErrno(h.f.Sync(flags&fdatasync != 0))
+}
+
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	return toErrno(h.f.Close())
+}
+
+func (h *handle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+	a, err := h.f.Stat()
+	if err != nil {
+		return toErrno(err)
+	}
+	fillAttr(&out.Attr, &a)
+	return 0
+}
+
+func (h *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
+	return toErrno(h.f.Allocate(mode, int64(off), int64(size)))
+}
+
+// Lseek answers SEEK_DATA and SEEK_HOLE (the kernel resolves the other
+// whence values itself). With a host FD the backing file reports its real
+// holes; otherwise the file is one data extent (S2). The size is always
+// the remote's current one, which S1 asks for in shared mode.
+func (h *handle) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
+	if h.host >= 0 {
+		res, err := unix.Seek(h.host, int64(off), int(whence))
+		if err != nil {
+			return 0, toErrno(err)
+		}
+		return uint64(res), 0
+	}
+	a, err := h.f.Stat()
+	if err != nil {
+		return 0, toErrno(err)
+	}
+	size := uint64(a.Size)
+	if off >= size {
+		return 0, syscall.ENXIO
+	}
+	switch whence {
+	case unix.SEEK_DATA:
+		return off, 0
+	case unix.SEEK_HOLE:
+		return size, 0
+	}
+	return 0, syscall.EINVAL
+}

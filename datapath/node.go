@@ -1,0 +1,192 @@
+package datapath
+
+import (
+	"context"
+	"syscall"
+
+	"github.com/csi-goferfs/csi-goferfs/backend"
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// node is one file or directory of a volume. Its remote name is its path
+// from the volume root, recomputed per operation from the kernel's view of
+// the tree, so renames need no bookkeeping here.
+type node struct {
+	fs.Inode
+	vol *Volume
+}
+
+// name returns the node's remote name; "" is the volume root.
+func (n *node) name() string {
+	return n.Path(n.vol.root.EmbeddedInode())
+}
+
+// childName returns the remote name of n's child called name.
+func (n *node) childName(name string) string {
+	if p := n.name(); p != "" {
+		return p + "/" + name
+	}
+	return name
+}
+
+// newChild links the remote file described by a into the tree under n.
+func (n *node) newChild(ctx context.Context, a *backend.Attr, out *fuse.EntryOut) *fs.Inode {
+	fillAttr(&out.Attr, a)
+	child := &node{vol: n.vol}
+	return n.NewInode(ctx, child, n.vol.stableAttr(a))
+}
+
+var _ fs.NodeLookuper = (*node)(nil)
+
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	a, err := n.vol.fs.Lstat(n.childName(name))
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return n.newChild(ctx, &a, out), 0
+}
+
+// created finishes a create-type operation: it gives the new file the
+// caller's owner (the daemon runs as root) and links it into the tree.
+func (n *node) created(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	a, err := n.vol.fs.Lstat(name)
+	if err == nil {
+		err = n.vol.chownToCaller(ctx, name, &a)
+	}
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return n.newChild(ctx, &a, out), 0
+}
+
+var _ fs.NodeMkdirer = (*node)(nil)
+
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	p := n.childName(name)
+	if err := n.vol.fs.Mkdir(p, mode); err != nil {
+		return nil, toErrno(err)
+	}
+	return n.created(ctx, p, out)
+}
+
+var _ fs.NodeMknoder = (*node)(nil)
+
+func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	p := n.childName(name)
+	if err := n.vol.fs.Mknod(p, mode, uint64(rdev)); err != nil {
+		return nil, toErrno(err)
+	}
+	return n.created(ctx, p, out)
+}
+
+var _ fs.NodeSymlinker = (*node)(nil)
+
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	p := n.childName(name)
+	if err := n.vol.fs.Symlink(target, p); err != nil {
+		return nil, toErrno(err)
+	}
+	return n.created(ctx, p, out)
+}
+
+var _ fs.NodeLinker = (*node)(nil)
+
+func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	t, ok := target.(*node)
+	if !ok || t.vol != n.vol {
+		return nil, syscall.EXDEV
+	}
+	p := n.childName(name)
+	if err := n.vol.fs.Link(t.name(), p); err != nil {
+		return nil, toErrno(err)
+	}
+	a, err := n.vol.fs.Lstat(p)
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return n.newChild(ctx, &a, out), 0
+}
+
+var _ fs.NodeReadlinker = (*node)(nil)
+
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	target, err := n.vol.fs.Readlink(n.name())
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return []byte(target), 0
+}
+
+var _ fs.NodeUnlinker = (*node)(nil)
+
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	return toErrno(n.vol.fs.Unlink(n.childName(name)))
+}
+
+var _ fs.NodeRmdirer = (*node)(nil)
+
+func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	return toErrno(n.vol.fs.Rmdir(n.childName(name)))
+}
+
+var _ fs.NodeRenamer = (*node)(nil)
+
+func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	np, ok := newParent.(*node)
+	if !ok || np.vol != n.vol {
+		return syscall.EXDEV
+	}
+	return toErrno(n.vol.fs.Rename(n.childName(name), np.childName(newName), flags))
+}
+
+var _ fs.NodeReaddirer = (*node)(nil)
+
+func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	entries, err := n.vol.fs.ReadDir(n.name())
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	list := make([]fuse.DirEntry, len(entries))
+	for i, e := range entries {
+		list[i] = fuse.DirEntry{Name: e.Name, Mode: e.Mode, Ino: n.vol.ino(e.Ino)}
+	}
+	return fs.NewListDirStream(list), 0
+}
+
+var _ fs.NodeStatfser = (*node)(nil)
+
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	st, err := n.vol.fs.Statfs()
+	if err != nil {
+		return toErrno(err)
+	}
+	out.Blocks = st.Blocks
+	out.Bfree = st.Bfree
+	out.Bavail = st.Bavail
+	out.Files = st.Files
+	out.Ffree = st.Ffree
+	out.Bsize = uint32(st.Bsize)
+	out.NameLen = uint32(st.Namelen)
+	out.Frsize = uint32(st.Frsize)
+	return 0
+}
+
+// fillAttr copies a remote file's attributes into a FUSE reply.
+func fillAttr(out *fuse.Attr, a *backend.Attr) {
+	out.Ino = a.Ino
+	out.Size = uint64(a.Size)
+	out.Blocks = uint64(a.Blocks)
+	out.Atime, out.Atimensec = uint64(a.Atim.Sec), uint32(a.Atim.Nsec)
+	out.Mtime, out.Mtimensec = uint64(a.Mtim.Sec), uint32(a.Mtim.Nsec)
+	out.Ctime, out.Ctimensec = uint64(a.Ctim.Sec), uint32(a.Ctim.Nsec)
+	out.Mode = a.Mode
+	out.Nlink = uint32(a.Nlink)
+	out.Uid, out.Gid = a.Uid, a.Gid
+	out.Rdev = uint32(a.Rdev)
+	out.Blksize = uint32(a.Blksize)
+}
+
+// isDir reports whether a names a directory.
+func isDir(a *backend.Attr) bool { return a.Mode&unix.S_IFMT == unix.S_IFDIR }

@@ -1,0 +1,61 @@
+package datapath
+
+import (
+	"context"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// remoteOpenFlags turns the flags of an open(2) into those the daemon uses
+// for the remote file.
+//
+//   - O_APPEND: FUSE writes carry explicit offsets (the kernel resolves
+//     appends), and pwrite(2) on an O_APPEND descriptor would ignore them.
+//   - O_DIRECT: with a host FD the kernel opens the backing file itself,
+//     with the caller's flags; the daemon's own reads and writes use
+//     unaligned buffers and must not be O_DIRECT.
+//   - O_WRONLY with the writeback cache: the kernel reads pages to fill
+//     partial writes, so the descriptor must be readable.
+//   - the kernel's private bits (FMODE_EXEC) mean nothing to the remote.
+func (v *Volume) remoteOpenFlags(flags uint32) int {
+	f := int(flags) &^ (unix.O_APPEND | unix.O_DIRECT | fuse.FMODE_EXEC | unix.O_NOCTTY)
+	if v.writebackCache && f&unix.O_ACCMODE == unix.O_WRONLY {
+		f = f&^unix.O_ACCMODE | unix.O_RDWR
+	}
+	return f
+}
+
+var _ fs.NodeOpener = (*node)(nil)
+
+func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	f, err := n.vol.fs.Open(n.name(), n.vol.remoteOpenFlags(flags), 0)
+	if err != nil {
+		return nil, 0, toErrno(err)
+	}
+	h := n.vol.newHandle(n, f, flags)
+	return h, h.fuseFlags(), 0
+}
+
+var _ fs.NodeCreater = (*node)(nil)
+
+func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	p := n.childName(name)
+	f, err := n.vol.fs.Open(p, n.vol.remoteOpenFlags(flags)|unix.O_CREAT, mode)
+	if err != nil {
+		return nil, nil, 0, toErrno(err)
+	}
+	a, err := f.Stat()
+	if err == nil {
+		err = n.vol.chownToCaller(ctx, p, &a)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, 0, toErrno(err)
+	}
+	child := n.newChild(ctx, &a, out)
+	h := n.vol.newHandle(child.Operations().(*node), f, flags)
+	return child, h, h.fuseFlags(), 0
+}

@@ -1,0 +1,265 @@
+package datapath
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/csi-goferfs/csi-goferfs/backend"
+	"github.com/csi-goferfs/csi-goferfs/backend/local"
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+	"k8s.io/klog/v2"
+)
+
+// maxRequest is the largest read or write the kernel sends in one FUSE
+// request (max_write, max_pages): fewer round trips for large I/O.
+const maxRequest = 1 << 20
+
+// ErrSessionEnded is returned by Check once the FUSE session stopped serving.
+var ErrSessionEnded = errors.New("FUSE session ended")
+
+// Volume is one mounted FUSE session serving a remote.
+type Volume struct {
+	fs         backend.FS
+	opts       Options
+	mountpoint string
+	root       *node
+	server     *fuse.Server
+
+	// writebackCache is fixed at mount: the kernel negotiates it in INIT.
+	writebackCache bool
+	// passthrough is set once the kernel has accepted a backing file
+	// registration; it is false when ForcePageCache is set.
+	passthrough atomic.Bool
+
+	done      chan struct{} // closed when the session stops serving
+	unmountMu sync.Mutex    // serializes Unmount
+}
+
+// Mount serves the directory dir (the local remote) at mountpoint with one
+// FUSE session and returns once the kernel has the mount.
+func Mount(dir, mountpoint string, opts Options) (*Volume, error) {
+	be, err := local.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	v, err := MountFS(be, mountpoint, opts)
+	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	return v, nil
+}
+
+var umaskOnce sync.Once
+
+// MountFS serves the remote be at mountpoint. The Volume owns be from then
+// on and closes it when the session ends.
+func MountFS(be backend.FS, mountpoint string, opts Options) (*Volume, error) {
+	if opts.Mode == "" {
+		opts.Mode = Exclusive
+	}
+	if _, err := ParseMode(string(opts.Mode)); err != nil {
+		return nil, err
+	}
+	// The kernel has already applied the caller's umask to every mode it
+	// sends; the daemon's own umask must not apply a second one.
+	umaskOnce.Do(func() { unix.Umask(0) })
+
+	rootAttr, err := be.Lstat("")
+	if err != nil {
+		return nil, fmt.Errorf("stat volume root: %w", err)
+	}
+	if !isDir(&rootAttr) {
+		return nil, fmt.Errorf("volume root is not a directory")
+	}
+	wantPassthrough := !opts.ForcePageCache
+	v := &Volume{
+		fs:             be,
+		opts:           opts,
+		mountpoint:     mountpoint,
+		writebackCache: opts.Mode.usesWritebackCache(wantPassthrough),
+		done:           make(chan struct{}),
+	}
+	v.root = &node{vol: v}
+	rootStable := v.stableAttr(&rootAttr)
+
+	entry, negative := opts.Mode.entryTimeout(), opts.Mode.negativeTimeout()
+	fsOpts := &fs.Options{
+		EntryTimeout:    &entry,
+		AttrTimeout:     &entry,
+		NegativeTimeout: &negative,
+		NullPermissions: true,
+		RootStableAttr:  &rootStable,
+		MountOptions:    v.mountOptions(),
+	}
+	server, err := fs.Mount(mountpoint, v.root, fsOpts)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	v.server = server
+	go func() {
+		server.Wait()
+		be.Close()
+		close(v.done)
+	}()
+	if wantPassthrough {
+		v.passthrough.Store(probePassthrough(server))
+	}
+	klog.V(2).InfoS("Mounted volume", "mountpoint", mountpoint, "mode", opts.Mode,
+		"passthrough", v.passthrough.Load(), "writebackCache", v.writebackCache)
+	return v, nil
+}
+
+func (v *Volume) mountOptions() fuse.MountOptions {
+	name := v.opts.FsName
+	if name == "" {
+		name = "goferfs"
+	}
+	mo := fuse.MountOptions{
+		// Pods run as any user; the kernel checks permissions
+		// against the attributes we report (default_permissions).
+		AllowOther: true,
+		Options:    []string{"default_permissions"},
+		FsName:     name,
+		Name:       "goferfs",
+		MaxWrite:   maxRequest,
+		// The daemon is root in every supported setup: mount(2)
+		// directly, and fall back to fusermount3 if that fails.
+		DirectMount: true,
+		// Backing directories on overlayfs (a container's root file
+		// system) are one level deep already.
+		MaxStackDepth:        2,
+		EnableSymlinkCaching: v.opts.Mode != Shared,
+		Debug:                v.opts.Debug,
+	}
+	if v.writebackCache {
+		mo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
+	}
+	return mo
+}
+
+// probePassthrough tells whether the kernel accepts backing files on this
+// session: it needs kernel 6.9+ and CAP_SYS_ADMIN. A memfd stands in for a
+// real file, so nothing appears in the volume.
+func probePassthrough(server *fuse.Server) bool {
+	if server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH == 0 {
+		return false
+	}
+	fd, err := unix.MemfdCreate("goferfs-passthrough-probe", unix.MFD_CLOEXEC)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	id, errno := server.RegisterBackingFd(&fuse.BackingMap{Fd: int32(fd)})
+	if errno != 0 {
+		klog.InfoS("FUSE passthrough unavailable; the daemon serves file I/O", "errno", errno)
+		return false
+	}
+	server.UnregisterBackingFd(id)
+	return true
+}
+
+// Passthrough reports whether the kernel does file I/O on the backing files
+// itself (the host FD path).
+func (v *Volume) Passthrough() bool { return v.passthrough.Load() }
+
+// Mountpoint returns where the volume is mounted.
+func (v *Volume) Mountpoint() string { return v.mountpoint }
+
+// Check reports nil while the FUSE session is serving.
+func (v *Volume) Check() error {
+	select {
+	case <-v.done:
+		return ErrSessionEnded
+	default:
+		return nil
+	}
+}
+
+// unmountTimeout bounds how long Unmount waits for the session to end
+// after the kernel dropped the mount.
+const unmountTimeout = 30 * time.Second
+
+// Unmount writes back all dirty data (C2), then unmounts and waits for the
+// session to end. If the data cannot be written back it returns the error
+// and stays mounted, so nothing is dropped. A session that already ended
+// is cleaned up: its stale mount point is detached.
+func (v *Volume) Unmount() error {
+	v.unmountMu.Lock()
+	defer v.unmountMu.Unlock()
+	if v.Check() != nil {
+		if err := unix.Unmount(v.mountpoint, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+			return fmt.Errorf("detach dead mount %s: %w", v.mountpoint, err)
+		}
+		return nil
+	}
+	if err := v.Sync(); err != nil {
+		return err
+	}
+	if err := v.server.Unmount(); err != nil {
+		return fmt.Errorf("unmount %s: %w", v.mountpoint, err)
+	}
+	select {
+	case <-v.done:
+		return nil
+	case <-time.After(unmountTimeout):
+		return fmt.Errorf("unmount %s: session did not end within %v", v.mountpoint, unmountTimeout)
+	}
+}
+
+// Sync writes everything the kernel buffered for this volume to the remote
+// and makes the remote durable, like syncfs(2) on the mount.
+func (v *Volume) Sync() error {
+	fd, err := unix.Open(v.mountpoint, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", v.mountpoint, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Syncfs(fd); err != nil {
+		return fmt.Errorf("sync %s: %w", v.mountpoint, err)
+	}
+	return nil
+}
+
+// stableAttr is the identity go-fuse gives the kernel for a remote file.
+func (v *Volume) stableAttr(a *backend.Attr) fs.StableAttr {
+	return fs.StableAttr{Mode: a.Mode & unix.S_IFMT, Ino: v.ino(a.Ino), Gen: a.Gen}
+}
+
+// ino keeps the remote's inode numbers, so hard links share one and tools
+// that compare st_ino work. A volume is one directory tree of one file
+// system, so the numbers are unique within it.
+func (v *Volume) ino(remote uint64) uint64 { return remote }
+
+// chownToCaller gives a file the daemon just created to the user who asked
+// for it. A group inherited from a set-group-ID directory is kept.
+func (v *Volume) chownToCaller(ctx context.Context, name string, a *backend.Attr) error {
+	caller, ok := fuse.FromContext(ctx)
+	if !ok || (caller.Uid == a.Uid && caller.Gid == a.Gid) {
+		return nil
+	}
+	gid := int(caller.Gid)
+	if a.Gid != uint32(unix.Getegid()) {
+		gid = -1 // not the daemon's: inherited from a set-group-ID parent
+	}
+	if err := v.fs.Chown(name, int(caller.Uid), gid); err != nil {
+		return err
+	}
+	a.Uid = caller.Uid
+	if gid >= 0 {
+		a.Gid = caller.Gid
+	}
+	return nil
+}
+
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }
+
+// Wait blocks until the session ends (unmounted, or aborted by the kernel).
+func (v *Volume) Wait() { <-v.done }
