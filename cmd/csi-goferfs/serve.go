@@ -1,11 +1,79 @@
 package main
 
 import (
+	"context"
+	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/csi-goferfs/csi-goferfs/driver"
+	"k8s.io/klog/v2"
 )
 
+// serveConfig holds the flags of 'csi-goferfs serve'.
+type serveConfig struct {
+	endpoint string
+	nodeID   string
+	root     string
+	stateDir string
+	services string
+}
+
+func serveFlags() (*flag.FlagSet, *serveConfig) {
+	c := &serveConfig{}
+	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fl.StringVar(&c.endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint: a unix socket, as unix:///path or /path")
+	fl.StringVar(&c.nodeID, "node-id", "", "this node's ID (required; in Kubernetes, the node name)")
+	fl.StringVar(&c.root, "root", "/var/lib/csi-goferfs/volumes", "base directory of the local remote: one directory per volume")
+	fl.StringVar(&c.stateDir, "state-dir", "/var/lib/csi-goferfs/state", "directory for the node's record of staged and published volumes")
+	fl.StringVar(&c.services, "services", "controller,node", "CSI services to serve: controller, node, or controller,node")
+	klog.InitFlags(fl)
+	return fl, c
+}
+
+// serveMain runs the CSI driver until SIGINT or SIGTERM, then stops
+// accepting RPCs and writes back and unmounts every volume it staged.
 func serveMain(args []string) int {
-	fmt.Fprintln(os.Stderr, "csi-goferfs serve: not wired yet")
-	return 1
+	fl, c := serveFlags()
+	if err := fl.Parse(args); err != nil {
+		return 2
+	}
+	if fl.NArg() != 0 {
+		fmt.Fprintf(os.Stderr, "csi-goferfs serve: unexpected arguments %q\n", fl.Args())
+		return 2
+	}
+	services, err := driver.ParseServices(c.services)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "csi-goferfs serve: --services: %v\n", err)
+		return 2
+	}
+	d, err := driver.New(driver.Config{
+		Name:     driverName,
+		Version:  version(),
+		NodeID:   c.nodeID,
+		Root:     c.root,
+		StateDir: c.stateDir,
+		Services: services,
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "csi-goferfs serve: %v\n", err)
+		return 2
+	}
+	// The kernel has already applied each caller's umask to the modes it
+	// sends; the daemon must not apply its own on top.
+	syscall.Umask(0)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	klog.InfoS("Starting csi-goferfs", "version", version(), "endpoint", c.endpoint,
+		"nodeID", c.nodeID, "root", c.root, "services", c.services)
+	if err := d.Run(ctx, c.endpoint); err != nil {
+		klog.ErrorS(err, "csi-goferfs stopped with an error")
+		klog.Flush()
+		return 1
+	}
+	klog.Flush()
+	return 0
 }

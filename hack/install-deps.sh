@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the system packages the tests need (Debian/Ubuntu, as root).
+# Safe to rerun: it installs only what is missing.
+set -euo pipefail
+
+need=()
+command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
+command -v fio >/dev/null 2>&1 || need+=(fio)
+if [ ${#need[@]} -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "install-deps: need root to install: ${need[*]}" >&2
+		exit 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+# The tests mount FUSE file systems; say so early if they cannot.
+if [ ! -c /dev/fuse ]; then
+	echo "install-deps: /dev/fuse is missing; mount tests will skip" >&2
+fi
