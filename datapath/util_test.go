@@ -71,3 +71,38 @@ func requirePassthroughKernel(t testing.TB) {
 		t.Skipf("kernel %s has no FUSE passthrough (needs 6.9+)", release)
 	}
 }
+
+// The process that serves a FUSE mount must not fault on a mapping of it in
+// Go code: a fault blocks its thread outside any syscall, so a garbage
+// collection stop-the-world waits for it while it waits for the stopped
+// FUSE server. These helpers touch mappings only inside a syscall (the
+// kernel copies through a memfd), where the runtime does not wait.
+
+// copyToMapping copies data into the mapping m at off.
+func copyToMapping(m []byte, off int, data []byte) error {
+	fd, err := unix.MemfdCreate("mapping-src", unix.MFD_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if _, err := unix.Pwrite(fd, data, 0); err != nil {
+		return err
+	}
+	_, err = unix.Pread(fd, m[off:off+len(data)], 0)
+	return err
+}
+
+// copyFromMapping returns a copy of m[off:off+n].
+func copyFromMapping(m []byte, off, n int) ([]byte, error) {
+	fd, err := unix.MemfdCreate("mapping-dst", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	if _, err := unix.Pwrite(fd, m[off:off+n], 0); err != nil {
+		return nil, err
+	}
+	out := make([]byte, n)
+	_, err = unix.Pread(fd, out, 0)
+	return out, err
+}

@@ -99,7 +99,10 @@ func MountFS(be backend.FS, mountpoint string, opts Options) (*Volume, error) {
 		RootStableAttr:  &rootStable,
 		MountOptions:    v.mountOptions(),
 	}
+	mountMu.Lock()
 	server, err := fs.Mount(mountpoint, v.root, fsOpts)
+	closeOnExecFUSE()
+	mountMu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
