@@ -21,7 +21,16 @@ func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 		return toErrno(err)
 	}
 	fillAttr(&out.Attr, &a)
+	n.cachedSize(&out.Attr)
 	return 0
+}
+
+// cachedSize reports the size of the node's page cache, which runs ahead
+// of the remote's while extending writes are not written back (W6).
+func (n *node) cachedSize(out *fuse.Attr) {
+	if cf := n.cachedFile(); cf != nil {
+		out.Size = uint64(cf.Size())
+	}
 }
 
 var _ fs.NodeSetattrer = (*node)(nil)
@@ -52,7 +61,10 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	}
 	if size, ok := in.GetSize(); ok {
 		var err error
-		if h, ok := f.(*handle); ok {
+		if cf := n.cachedFile(); cf != nil {
+			// Drops cached pages past the end and truncates the remote.
+			err = cf.Truncate(int64(size))
+		} else if h, ok := f.(*handle); ok {
 			err = h.f.Truncate(int64(size))
 		} else {
 			err = be.Truncate(name, int64(size))

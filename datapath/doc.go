@@ -21,11 +21,21 @@
 //
 // # Without a host FD
 //
-// Shared and writethrough volumes open files with FOPEN_DIRECT_IO, so every
-// read and write reaches the daemon and the remote (R3, W4, W7), and the
-// kernel refuses shared mappings with ENODEV (M2, M3; see policy.go for
-// where FUSE is stricter than the seed). Exclusive volumes keep the
-// kernel's page cache across opens and use its writeback cache.
+// The daemon serves file I/O. Exclusive and writethrough volumes serve it
+// through the daemon's page cache (package cache; cached.go), one cache per
+// inode shared by all its opens and bounded by a node-wide budget:
+// readahead on misses (R5, R6), cached writes marked dirty (W5, W6),
+// written back at once in writethrough mode (W7), on O_SYNC (W8), fsync
+// (S4), O_DIRECT overlap (R4, W3), eviction (C1) and unmount (C2).
+// Shared volumes bypass it: every read and write reaches the remote (R3,
+// W4).
+//
+// Writethrough and shared volumes open files with FOPEN_DIRECT_IO, so every
+// request reaches the daemon and the kernel refuses shared mappings with
+// ENODEV (M2, M3; see policy.go for where FUSE is stricter than the seed).
+// Exclusive volumes also keep the kernel's page cache across opens and use
+// its writeback cache; the kernel writes mapped and buffered pages to the
+// daemon at writeback, fsync and unmount.
 //
 // # Security
 //

@@ -5,6 +5,7 @@ import (
 	"syscall"
 
 	"github.com/csi-goferfs/csi-goferfs/backend"
+	"github.com/csi-goferfs/csi-goferfs/cache"
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -20,15 +21,34 @@ type handle struct {
 	// host is the descriptor handed to the kernel for passthrough, or -1
 	// when the daemon serves this file's I/O.
 	host int
+	// cache is the inode's page cache when the daemon serves I/O in a
+	// caching mode; nil when I/O goes straight to f.
+	cache *cache.File
+	// ra is this open file's readahead stream (R6).
+	ra cache.Readahead
 }
 
-func (v *Volume) newHandle(n *node, f backend.File, flags uint32) *handle {
+// newHandle returns the handle of an open of n, the remote file name.
+func (v *Volume) newHandle(n *node, name string, f backend.File, flags uint32) (*handle, error) {
 	h := &handle{node: n, f: f, flags: flags, host: -1}
 	if hf, ok := f.(backend.HostFile); ok && v.passthrough.Load() {
 		h.host = hf.Fd()
 	}
-	return h
+	if v.usesCache(h) {
+		cf, err := n.fileCache(name)
+		if err != nil {
+			return nil, err
+		}
+		h.cache = cf
+	}
+	return h, nil
 }
+
+// direct tells whether the file was opened O_DIRECT (R4, W3).
+func (h *handle) direct() bool { return h.flags&unix.O_DIRECT != 0 }
+
+// syncWrites tells whether writes must be durable before they return (W8).
+func (h *handle) syncWrites() bool { return h.flags&(unix.O_SYNC|unix.O_DSYNC) != 0 }
 
 // fuseFlags returns the FOPEN_* flags of the open reply. A passthrough
 // handle needs none: go-fuse adds FOPEN_PASSTHROUGH, and the kernel does
@@ -60,7 +80,16 @@ func (h *handle) PassthroughFd() (int, bool) {
 // Read serves a read the kernel could not do itself. Offsets below zero
 // never get here: the kernel answers EINVAL (R1).
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := h.f.ReadAt(dest, off)
+	var n int
+	var err error
+	switch {
+	case h.cache == nil:
+		n, err = h.f.ReadAt(dest, off) // R3: shared mode goes to the remote
+	case h.direct():
+		n, err = h.cache.ReadDirect(dest, off) // R4
+	default:
+		n, err = h.cache.Read(dest, off, &h.ra) // R5, R6
+	}
 	if n > 0 || err == nil {
 		// A short read stops the read and returns what was read (R7).
 		return fuse.ReadResultData(dest[:n]), 0
@@ -71,13 +100,34 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	return nil, toErrno(err)
 }
 
-// Write writes to the remote before it returns. Exclusive volumes buffer
-// in the kernel's writeback cache, so a write that reaches the daemon is
-// already a writeback.
+// Write applies the write rules for I/O the daemon serves: straight to the
+// remote in shared mode (W4); through the page cache otherwise (W5, W6),
+// written back at once in writethrough mode (W7) and made durable for
+// O_SYNC/O_DSYNC files (W8); O_DIRECT writes back and drops the touched
+// pages first (W3).
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	n, err := h.f.WriteAt(data, off)
+	var n int
+	var err error
+	switch {
+	case h.cache == nil:
+		n, err = h.f.WriteAt(data, off)
+	case h.direct():
+		n, err = h.cache.WriteDirect(data, off)
+	default:
+		n, err = h.cache.Write(data, off)
+		if err == nil && h.node.vol.opts.Mode == WriteThrough {
+			if werr := h.cache.WriteBack(off, int64(n)); werr != nil {
+				return 0, toErrno(werr) // W7: the write did not happen
+			}
+		}
+	}
 	if err != nil && n == 0 {
 		return 0, toErrno(err)
+	}
+	if n > 0 && h.syncWrites() && h.cache != nil {
+		if err := h.cache.SyncRange(off, int64(n)); err != nil {
+			return 0, toErrno(err)
+		}
 	}
 	return uint32(n), 0
 }
@@ -94,6 +144,9 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 // Fsync makes everything written through this file durable (S4). The
 // kernel has already sent its dirty pages; the remote is synced here.
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	if h.cache != nil {
+		return toErrno(h.cache.Sync())
+	}
 	const fdatasync = 1 // FUSE_FSYNC_FDATASYNC
 	return toErrno(h.f.Sync(flags&fdatasync != 0))
 }
@@ -108,6 +161,7 @@ func (h *handle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
 		return toErrno(err)
 	}
 	fillAttr(&out.Attr, &a)
+	h.node.cachedSize(&out.Attr)
 	return 0
 }
 
@@ -127,11 +181,16 @@ func (h *handle) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, 
 		}
 		return uint64(res), 0
 	}
-	a, err := h.f.Stat()
-	if err != nil {
-		return 0, toErrno(err)
+	var size uint64
+	if h.cache != nil {
+		size = uint64(h.cache.Size())
+	} else {
+		a, err := h.f.Stat()
+		if err != nil {
+			return 0, toErrno(err)
+		}
+		size = uint64(a.Size)
 	}
-	size := uint64(a.Size)
 	if off >= size {
 		return 0, syscall.ENXIO
 	}

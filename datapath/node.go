@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"context"
+	"sync"
 	"syscall"
 
 	"github.com/csi-goferfs/csi-goferfs/backend"
@@ -16,7 +17,14 @@ import (
 type node struct {
 	fs.Inode
 	vol *Volume
+
+	cacheMu sync.Mutex
+	// cache is the inode's page cache, created by the first open that
+	// needs it (see cached.go). Guarded by cacheMu.
+	cache *nodeCache
 }
+
+func (n *node) isRegular() bool { return n.StableAttr().Mode&unix.S_IFMT == unix.S_IFREG }
 
 // name returns the node's remote name; "" is the volume root.
 func (n *node) name() string {

@@ -31,11 +31,16 @@ func (v *Volume) remoteOpenFlags(flags uint32) int {
 var _ fs.NodeOpener = (*node)(nil)
 
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	f, err := n.vol.fs.Open(n.name(), n.vol.remoteOpenFlags(flags), 0)
+	name := n.name()
+	f, err := n.vol.fs.Open(name, n.vol.remoteOpenFlags(flags), 0)
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
-	h := n.vol.newHandle(n, f, flags)
+	h, err := n.vol.newHandle(n, name, f, flags)
+	if err != nil {
+		f.Close()
+		return nil, 0, toErrno(err)
+	}
 	return h, h.fuseFlags(), 0
 }
 
@@ -56,6 +61,10 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, toErrno(err)
 	}
 	child := n.newChild(ctx, &a, out)
-	h := n.vol.newHandle(child.Operations().(*node), f, flags)
+	h, err := n.vol.newHandle(child.Operations().(*node), p, f, flags)
+	if err != nil {
+		f.Close()
+		return nil, nil, 0, toErrno(err)
+	}
 	return child, h, h.fuseFlags(), 0
 }

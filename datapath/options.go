@@ -3,6 +3,8 @@ package datapath
 import (
 	"fmt"
 	"strings"
+
+	"github.com/csi-goferfs/csi-goferfs/cache"
 )
 
 // Mode is a volume's coherence contract with its remote; see
@@ -56,4 +58,7 @@ type Options struct {
 	FsName string
 	// Debug logs every FUSE request.
 	Debug bool
+	// Budget bounds the daemon's page cache; nil means DefaultBudget(),
+	// shared by every volume of the process (C3).
+	Budget *cache.Budget
 }

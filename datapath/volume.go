@@ -11,6 +11,7 @@ import (
 
 	"github.com/csi-goferfs/csi-goferfs/backend"
 	"github.com/csi-goferfs/csi-goferfs/backend/local"
+	"github.com/csi-goferfs/csi-goferfs/cache"
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -40,6 +41,12 @@ type Volume struct {
 
 	done      chan struct{} // closed when the session stops serving
 	unmountMu sync.Mutex    // serializes Unmount
+
+	budget   *cache.Budget // node-wide page cache budget (C3)
+	cachesMu sync.Mutex
+	// caches holds every page cache of the volume, so sync and unmount
+	// can write them all back (C2). Guarded by cachesMu.
+	caches map[*nodeCache]struct{}
 }
 
 // Mount serves the directory dir (the local remote) at mountpoint with one
@@ -86,6 +93,11 @@ func MountFS(be backend.FS, mountpoint string, opts Options) (*Volume, error) {
 		mountpoint:     mountpoint,
 		writebackCache: opts.Mode.usesWritebackCache(wantPassthrough),
 		done:           make(chan struct{}),
+		budget:         opts.Budget,
+		caches:         make(map[*nodeCache]struct{}),
+	}
+	if v.budget == nil {
+		v.budget = DefaultBudget()
 	}
 	v.root = &node{vol: v}
 	rootStable := v.stableAttr(&rootAttr)
@@ -198,6 +210,12 @@ func (v *Volume) Unmount() error {
 	v.unmountMu.Lock()
 	defer v.unmountMu.Unlock()
 	if v.Check() != nil {
+		// The kernel side is gone, but the daemon's page cache is not:
+		// write it back before letting go.
+		if err := v.syncCaches(); err != nil {
+			return err
+		}
+		v.dropCaches()
 		if err := unix.Unmount(v.mountpoint, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
 			return fmt.Errorf("detach dead mount %s: %w", v.mountpoint, err)
 		}
@@ -211,14 +229,21 @@ func (v *Volume) Unmount() error {
 	}
 	select {
 	case <-v.done:
-		return nil
 	case <-time.After(unmountTimeout):
 		return fmt.Errorf("unmount %s: session did not end within %v", v.mountpoint, unmountTimeout)
 	}
+	// Writes that raced the unmount's sync landed in the caches; the
+	// session is over, so this is the last word.
+	if err := v.syncCaches(); err != nil {
+		return err
+	}
+	v.dropCaches()
+	return nil
 }
 
-// Sync writes everything the kernel buffered for this volume to the remote
-// and makes the remote durable, like syncfs(2) on the mount.
+// Sync writes everything buffered for this volume to the remote and makes
+// the remote durable, like syncfs(2) on the mount: first the kernel's
+// dirty pages (they reach the daemon), then the daemon's page cache.
 func (v *Volume) Sync() error {
 	fd, err := unix.Open(v.mountpoint, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -228,7 +253,7 @@ func (v *Volume) Sync() error {
 	if err := unix.Syncfs(fd); err != nil {
 		return fmt.Errorf("sync %s: %w", v.mountpoint, err)
 	}
-	return nil
+	return v.syncCaches()
 }
 
 // stableAttr is the identity go-fuse gives the kernel for a remote file.

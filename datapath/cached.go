@@ -1,0 +1,175 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/csi-goferfs/csi-goferfs/backend"
+	"github.com/csi-goferfs/csi-goferfs/cache"
+	"github.com/hanwen/go-fuse/v2/fs"
+	"golang.org/x/sys/unix"
+	"k8s.io/klog/v2"
+)
+
+// The daemon's page cache serves a regular file's data when the kernel
+// cannot do I/O on the backing file itself (no host FD, or ForcePageCache)
+// and the mode caches data (exclusive, writethrough). One cache.File per
+// inode is shared by all of its open handles, so every pod on the node
+// sees the same pages.
+
+var (
+	defaultBudgetOnce sync.Once
+	defaultBudget     *cache.Budget
+)
+
+// DefaultBudget returns the process-wide page cache budget, created on
+// first use with cache.DefaultBudgetBytes. All volumes of a node plugin
+// share it unless Options.Budget says otherwise.
+func DefaultBudget() *cache.Budget {
+	defaultBudgetOnce.Do(func() {
+		defaultBudget = NewBudget(cache.DefaultBudgetBytes())
+	})
+	return defaultBudget
+}
+
+// NewBudget returns a page cache budget of limit bytes whose eviction
+// writeback errors are logged (C1: the data stays dirty and cached).
+func NewBudget(limit int64) *cache.Budget {
+	return cache.NewBudget(limit, func(err error) {
+		klog.ErrorS(err, "Page cache writeback on eviction failed; the data stays dirty")
+	})
+}
+
+// cacheRemote is a remote file as the cache sees it.
+type cacheRemote struct{ f backend.File }
+
+func (r cacheRemote) ReadAt(p []byte, off int64) (int, error)  { return r.f.ReadAt(p, off) }
+func (r cacheRemote) WriteAt(p []byte, off int64) (int, error) { return r.f.WriteAt(p, off) }
+func (r cacheRemote) Truncate(size int64) error                { return r.f.Truncate(size) }
+func (r cacheRemote) Sync() error                              { return r.f.Sync(false) }
+
+func (r cacheRemote) Size() (int64, error) {
+	a, err := r.f.Stat()
+	return a.Size, err
+}
+
+// nodeCache is the page cache of one inode and the remote file it reads
+// and writes through.
+type nodeCache struct {
+	file   *cache.File
+	remote backend.File
+}
+
+// usesCache tells whether opens of regular files go through the daemon's
+// page cache on this volume.
+func (v *Volume) usesCache(h *handle) bool {
+	return h.host < 0 && v.opts.Mode != Shared && h.node.isRegular()
+}
+
+// fileCache returns the node's page cache, creating it on first use from
+// the remote file called name (a new node is not in the tree until its
+// Create returns, so the caller names it).
+func (n *node) fileCache(name string) (*cache.File, error) {
+	n.cacheMu.Lock()
+	defer n.cacheMu.Unlock()
+	if n.cache != nil {
+		return n.cache.file, nil
+	}
+	// The cache writes back whatever any handle wrote, so it needs its own
+	// read-write descriptor, independent of the handles' lifetimes.
+	f, err := n.vol.fs.Open(name, unix.O_RDWR, 0)
+	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EROFS) || errors.Is(err, unix.EPERM) {
+		f, err = n.vol.fs.Open(name, unix.O_RDONLY, 0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	cf, err := cache.NewFile(cacheRemote{f}, n.vol.budget, cache.Options{})
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	n.cache = &nodeCache{file: cf, remote: f}
+	n.vol.trackCache(n.cache)
+	return cf, nil
+}
+
+// cachedFile returns the node's page cache if it has one.
+func (n *node) cachedFile() *cache.File {
+	n.cacheMu.Lock()
+	defer n.cacheMu.Unlock()
+	if n.cache == nil {
+		return nil
+	}
+	return n.cache.file
+}
+
+var _ fs.NodeOnForgetter = (*node)(nil)
+
+// OnForget drops the page cache once the kernel forgets the inode: no
+// handle or lookup can reach it any more. Dirty data is written back first
+// (C2); if that fails the cache stays with the volume, which retries at
+// the next sync and at unmount, so nothing is dropped.
+func (n *node) OnForget() {
+	n.cacheMu.Lock()
+	c := n.cache
+	n.cache = nil
+	n.cacheMu.Unlock()
+	if c != nil {
+		n.vol.closeCache(c)
+	}
+}
+
+func (v *Volume) trackCache(c *nodeCache) {
+	v.cachesMu.Lock()
+	defer v.cachesMu.Unlock()
+	v.caches[c] = struct{}{}
+}
+
+// closeCache writes back and drops c; on failure it keeps c tracked.
+func (v *Volume) closeCache(c *nodeCache) {
+	if err := c.file.Close(); err != nil {
+		klog.ErrorS(err, "Writeback of a forgotten file failed; retrying at the next sync", "mountpoint", v.mountpoint)
+		return
+	}
+	c.remote.Close()
+	v.cachesMu.Lock()
+	delete(v.caches, c)
+	v.cachesMu.Unlock()
+}
+
+// syncCaches writes back every dirty page of the volume and syncs the
+// remote files (C2). It tries every file and reports every failure.
+func (v *Volume) syncCaches() error {
+	v.cachesMu.Lock()
+	caches := make([]*nodeCache, 0, len(v.caches))
+	for c := range v.caches {
+		caches = append(caches, c)
+	}
+	v.cachesMu.Unlock()
+	var errs []error
+	for _, c := range caches {
+		if err := c.file.Sync(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("write back %d of %d cached files: %w", len(errs), len(caches), errors.Join(errs...))
+	}
+	return nil
+}
+
+// dropCaches releases every cache after the session ended; Unmount has
+// written them back.
+func (v *Volume) dropCaches() {
+	v.cachesMu.Lock()
+	defer v.cachesMu.Unlock()
+	for c := range v.caches {
+		if err := c.file.Close(); err != nil {
+			klog.ErrorS(err, "Dirty data left in the page cache of an unmounted volume", "mountpoint", v.mountpoint)
+		}
+		c.remote.Close()
+		delete(v.caches, c)
+	}
+}
