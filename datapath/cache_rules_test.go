@@ -136,3 +136,39 @@ func TestRule_C3_BudgetBoundsCacheOnRealMount(t *testing.T) {
 		t.Fatal("reading 8x the budget evicted nothing")
 	}
 }
+
+func TestRule_R2_ReadPastSizeDoesNotAskRemote(t *testing.T) {
+	tv, ffs := mountFaulty(t, Options{Mode: WriteThrough, ForcePageCache: true})
+	writeFile(t, tv.remote("f"), "short")
+	f := openT(t, tv.path("f"), os.O_RDONLY)
+	readAllAt(t, f)
+	before := ffs.reads.Load()
+	for _, off := range []int64{5, 6, 4096, 1 << 20} {
+		n, err := unix.Pread(int(f.Fd()), make([]byte, 64), off)
+		if n != 0 || err != nil {
+			t.Fatalf("read at %d past the size: %d, %v; want 0 (EOF)", off, n, err)
+		}
+	}
+	if asked := ffs.reads.Load() - before; asked != 0 {
+		t.Fatalf("reads past the cached size asked the remote %d times", asked)
+	}
+}
+
+func TestRule_W6_ExtendingWriteRunsAheadOfRemote(t *testing.T) {
+	tv := mountTest(t, Options{Mode: Exclusive, ForcePageCache: true})
+	writeFile(t, tv.path("f"), "1234")
+	f := openT(t, tv.path("f"), os.O_RDWR)
+	if _, err := f.WriteAt([]byte("5678"), 4); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(tv.path("f")); err != nil || st.Size() != 8 {
+		t.Fatalf("size through the mount: %v, %v; want 8 at once", st, err)
+	}
+	// Exclusive mode buffers: the remote follows at writeback.
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, tv.remote("f")); got != "12345678" {
+		t.Fatalf("remote has %q after fsync, want 12345678", got)
+	}
+}

@@ -152,6 +152,10 @@ func (v *Volume) mountOptions() fuse.MountOptions {
 		// system) are one level deep already.
 		MaxStackDepth:        2,
 		EnableSymlinkCaching: v.opts.Mode != Shared,
+		// Read replies always come from memory (the page cache or a
+		// pread buffer); splicing them costs an extra pipe copy, and
+		// a 1 MiB reply plus header does not fit the default pipe.
+		DisableSplice: true,
 		Debug:                v.opts.Debug,
 	}
 	if v.writebackCache {

@@ -5,14 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== gofmt"
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
-if [ -n "$unformatted" ]; then
-	echo "gofmt would change:"; echo "$unformatted"; exit 1
-fi
-
-echo "== go vet"
-go vet ./...
+echo "== static checks: gofmt, go vet, chart lint + strict render (hack/verify.sh)"
+hack/verify.sh
 
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
