@@ -156,7 +156,7 @@ func (v *Volume) mountOptions() fuse.MountOptions {
 		// pread buffer); splicing them costs an extra pipe copy, and
 		// a 1 MiB reply plus header does not fit the default pipe.
 		DisableSplice: true,
-		Debug:                v.opts.Debug,
+		Debug:         v.opts.Debug,
 	}
 	if v.writebackCache {
 		mo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE

@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+
+	"github.com/csi-goferfs/csi-goferfs/cache"
+	"github.com/csi-goferfs/csi-goferfs/datapath"
 )
 
 const driverName = "goferfs.csi.dev"
@@ -70,4 +73,13 @@ func version() string {
 func versionMain(args []string) int {
 	fmt.Printf("csi-goferfs %s (%s)\n", version(), driverName)
 	return 0
+}
+
+// budget returns the page cache budget for a --cache-budget-bytes value;
+// 0 or less means the default, 10% of RAM.
+func budget(bytes int64) *cache.Budget {
+	if bytes <= 0 {
+		return datapath.DefaultBudget()
+	}
+	return datapath.NewBudget(bytes)
 }

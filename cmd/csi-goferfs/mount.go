@@ -11,24 +11,34 @@ import (
 	"k8s.io/klog/v2"
 )
 
-func mountFlags() (*flag.FlagSet, *string, *bool, *bool) {
+// mountConfig holds the flags of 'csi-goferfs mount'.
+type mountConfig struct {
+	interop string
+	force   bool
+	debug   bool
+	budget  int64
+}
+
+func mountFlags() (*flag.FlagSet, *mountConfig) {
+	c := &mountConfig{}
 	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
-	interop := fl.String("interop", string(datapath.Exclusive), "interop mode: exclusive, writethrough or shared")
-	force := fl.Bool("force-page-cache", false, "never let the kernel do I/O on the backing file (no FUSE passthrough)")
-	debug := fl.Bool("debug", false, "log every FUSE request")
+	fl.StringVar(&c.interop, "interop", string(datapath.Exclusive), "interop mode: exclusive, writethrough or shared")
+	fl.BoolVar(&c.force, "force-page-cache", false, "never let the kernel do I/O on the backing file (no FUSE passthrough)")
+	fl.BoolVar(&c.debug, "debug", false, "log every FUSE request")
+	fl.Int64Var(&c.budget, "cache-budget-bytes", 0, "bytes of memory for the page cache (0: 10% of RAM)")
 	klog.InitFlags(fl)
 	fl.Usage = func() {
 		fmt.Fprintln(fl.Output(), "usage: csi-goferfs mount [flags] SRC MNT\n\nServes directory SRC at MNT until SIGINT or SIGTERM.\n\nflags:")
 		fl.PrintDefaults()
 	}
-	return fl, interop, force, debug
+	return fl, c
 }
 
 // mountMain mounts SRC at MNT in the foreground. SIGINT or SIGTERM writes
 // back everything and unmounts; if the unmount fails (files still open),
 // it says so and keeps serving, so no process loses its files.
 func mountMain(args []string) int {
-	fl, interop, force, debug := mountFlags()
+	fl, c := mountFlags()
 	if err := fl.Parse(args); err != nil {
 		return 2
 	}
@@ -36,14 +46,14 @@ func mountMain(args []string) int {
 		fl.Usage()
 		return 2
 	}
-	mode, err := datapath.ParseMode(*interop)
+	mode, err := datapath.ParseMode(c.interop)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "csi-goferfs mount: --interop: %v\n", err)
 		return 2
 	}
 	src, mnt := fl.Arg(0), fl.Arg(1)
 	vol, err := datapath.Mount(src, mnt, datapath.Options{
-		Mode: mode, ForcePageCache: *force, FsName: src, Debug: *debug,
+		Mode: mode, ForcePageCache: c.force, FsName: src, Debug: c.debug, Budget: budget(c.budget),
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "csi-goferfs mount: %v\n", err)

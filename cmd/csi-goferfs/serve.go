@@ -19,6 +19,7 @@ type serveConfig struct {
 	root     string
 	stateDir string
 	services string
+	budget   int64
 }
 
 func serveFlags() (*flag.FlagSet, *serveConfig) {
@@ -29,6 +30,7 @@ func serveFlags() (*flag.FlagSet, *serveConfig) {
 	fl.StringVar(&c.root, "root", "/var/lib/csi-goferfs/volumes", "base directory of the local remote: one directory per volume")
 	fl.StringVar(&c.stateDir, "state-dir", "/var/lib/csi-goferfs/state", "directory for the node's record of staged and published volumes")
 	fl.StringVar(&c.services, "services", "controller,node", "CSI services to serve: controller, node, or controller,node")
+	fl.Int64Var(&c.budget, "cache-budget-bytes", 0, "bytes of memory for the page cache shared by all volumes of the node (0: 10% of RAM)")
 	klog.InitFlags(fl)
 	return fl, c
 }
@@ -56,6 +58,7 @@ func serveMain(args []string) int {
 		Root:     c.root,
 		StateDir: c.stateDir,
 		Services: services,
+		Mounter:  driver.FUSEMounter{Budget: budget(c.budget)},
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "csi-goferfs serve: %v\n", err)
