@@ -77,6 +77,16 @@ type File interface {
 	// network file system it publishes the written data to other clients.
 	Flush() error
 	Close() error
+
+	// The attribute calls of FS, on the open file: they keep working
+	// after the file was unlinked or renamed.
+	Chmod(perm uint32) error
+	Chown(uid, gid int) error
+	Utimens(atime, mtime *unix.Timespec) error
+	Getxattr(attr string, dest []byte) (int, error)
+	Setxattr(attr string, data []byte, flags int) error
+	Listxattr(dest []byte) (int, error)
+	Removexattr(attr string) error
 }
 
 // HostFile is a File with a kernel file descriptor that the kernel can use

@@ -4,6 +4,7 @@ import (
 	"context"
 	"syscall"
 
+	"github.com/csi-goferfs/csi-goferfs/backend"
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -16,7 +17,13 @@ func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 		// An open file may have been unlinked: ask its descriptor.
 		return h.Getattr(ctx, out)
 	}
-	a, err := n.vol.fs.Lstat(n.name())
+	var a backend.Attr
+	var err error
+	if of := n.anyOpenFile(); of != nil {
+		a, err = of.Stat() // no lookup, and right after an unlink too
+	} else {
+		a, err = n.vol.fs.Lstat(n.name())
+	}
 	if err != nil {
 		return toErrno(err)
 	}
@@ -39,7 +46,7 @@ var _ fs.NodeSetattrer = (*node)(nil)
 // set-id bits), size before times (truncate sets mtime, an explicit mtime
 // must win).
 func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	be, name := n.vol.fs, n.name()
+	target := n.attrTarget(f)
 	uid, uok := in.GetUID()
 	gid, gok := in.GetGID()
 	if uok || gok {
@@ -50,16 +57,18 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		if gok {
 			g = int(gid)
 		}
-		if err := be.Chown(name, u, g); err != nil {
+		if err := target.chown(u, g); err != nil {
 			return toErrno(err)
 		}
 	}
 	if mode, ok := in.GetMode(); ok {
-		if err := be.Chmod(name, mode&07777); err != nil {
+		if err := target.chmod(mode & 07777); err != nil {
 			return toErrno(err)
 		}
 	}
 	if size, ok := in.GetSize(); ok {
+		// ftruncate(2) names its (writable) file; truncate(2) names a
+		// path, and other open files of the node may be read-only.
 		var err error
 		if cf := n.cachedFile(); cf != nil {
 			// Drops cached pages past the end and truncates the remote.
@@ -67,7 +76,7 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		} else if h, ok := f.(*handle); ok {
 			err = h.f.Truncate(int64(size))
 		} else {
-			err = be.Truncate(name, int64(size))
+			err = n.vol.fs.Truncate(n.name(), int64(size))
 		}
 		if err != nil {
 			return toErrno(err)
@@ -85,7 +94,7 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 			ts := unix.NsecToTimespec(mtime.UnixNano())
 			mt = &ts
 		}
-		if err := be.Utimens(name, at, mt); err != nil {
+		if err := target.utimens(at, mt); err != nil {
 			return toErrno(err)
 		}
 	}
@@ -95,25 +104,25 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 var _ fs.NodeGetxattrer = (*node)(nil)
 
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	sz, err := n.vol.fs.Getxattr(n.name(), attr, dest)
+	sz, err := n.attrTarget(nil).getxattr(attr, dest)
 	return uint32(sz), toErrno(err)
 }
 
 var _ fs.NodeSetxattrer = (*node)(nil)
 
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	return toErrno(n.vol.fs.Setxattr(n.name(), attr, data, int(flags)))
+	return toErrno(n.attrTarget(nil).setxattr(attr, data, int(flags)))
 }
 
 var _ fs.NodeListxattrer = (*node)(nil)
 
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	sz, err := n.vol.fs.Listxattr(n.name(), dest)
+	sz, err := n.attrTarget(nil).listxattr(dest)
 	return uint32(sz), toErrno(err)
 }
 
 var _ fs.NodeRemovexattrer = (*node)(nil)
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	return toErrno(n.vol.fs.Removexattr(n.name(), attr))
+	return toErrno(n.attrTarget(nil).removexattr(attr))
 }

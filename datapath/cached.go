@@ -59,6 +59,36 @@ func (r cacheRemote) Size() (int64, error) {
 type nodeCache struct {
 	file   *cache.File
 	remote backend.File
+
+	// mu serializes closing with the volume's syncs, which may run while
+	// the kernel forgets the inode.
+	mu     sync.Mutex
+	closed bool // guarded by mu
+}
+
+// sync writes back and syncs the cache, unless it was closed.
+func (c *nodeCache) sync() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	return c.file.Sync()
+}
+
+// close writes back and drops the cache, then closes its remote file. On a
+// writeback error it stays open, with its dirty data.
+func (c *nodeCache) close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	if err := c.file.Close(); err != nil {
+		return err
+	}
+	c.closed = true
+	return c.remote.Close()
 }
 
 // usesCache tells whether opens of regular files go through the daemon's
@@ -71,8 +101,8 @@ func (v *Volume) usesCache(h *handle) bool {
 // the remote file called name (a new node is not in the tree until its
 // Create returns, so the caller names it).
 func (n *node) fileCache(name string) (*cache.File, error) {
-	n.cacheMu.Lock()
-	defer n.cacheMu.Unlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	if n.cache != nil {
 		return n.cache.file, nil
 	}
@@ -97,8 +127,8 @@ func (n *node) fileCache(name string) (*cache.File, error) {
 
 // cachedFile returns the node's page cache if it has one.
 func (n *node) cachedFile() *cache.File {
-	n.cacheMu.Lock()
-	defer n.cacheMu.Unlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	if n.cache == nil {
 		return nil
 	}
@@ -112,10 +142,10 @@ var _ fs.NodeOnForgetter = (*node)(nil)
 // (C2); if that fails the cache stays with the volume, which retries at
 // the next sync and at unmount, so nothing is dropped.
 func (n *node) OnForget() {
-	n.cacheMu.Lock()
+	n.mu.Lock()
 	c := n.cache
 	n.cache = nil
-	n.cacheMu.Unlock()
+	n.mu.Unlock()
 	if c != nil {
 		n.vol.closeCache(c)
 	}
@@ -129,11 +159,10 @@ func (v *Volume) trackCache(c *nodeCache) {
 
 // closeCache writes back and drops c; on failure it keeps c tracked.
 func (v *Volume) closeCache(c *nodeCache) {
-	if err := c.file.Close(); err != nil {
+	if err := c.close(); err != nil {
 		klog.ErrorS(err, "Writeback of a forgotten file failed; retrying at the next sync", "mountpoint", v.mountpoint)
 		return
 	}
-	c.remote.Close()
 	v.cachesMu.Lock()
 	delete(v.caches, c)
 	v.cachesMu.Unlock()
@@ -150,7 +179,7 @@ func (v *Volume) syncCaches() error {
 	v.cachesMu.Unlock()
 	var errs []error
 	for _, c := range caches {
-		if err := c.file.Sync(); err != nil {
+		if err := c.sync(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -166,10 +195,9 @@ func (v *Volume) dropCaches() {
 	v.cachesMu.Lock()
 	defer v.cachesMu.Unlock()
 	for c := range v.caches {
-		if err := c.file.Close(); err != nil {
+		if err := c.close(); err != nil {
 			klog.ErrorS(err, "Dirty data left in the page cache of an unmounted volume", "mountpoint", v.mountpoint)
 		}
-		c.remote.Close()
 		delete(v.caches, c)
 	}
 }

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"context"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/csi-goferfs/csi-goferfs/backend"
@@ -26,6 +27,10 @@ type handle struct {
 	cache *cache.File
 	// ra is this open file's readahead stream (R6).
 	ra cache.Readahead
+	// killPriv is set while the file has set-user-ID or set-group-ID
+	// bits that a write by an unprivileged caller must clear (see
+	// clearSetID).
+	killPriv atomic.Bool
 }
 
 // newHandle returns the handle of an open of n, the remote file name.
@@ -41,7 +46,52 @@ func (v *Volume) newHandle(n *node, name string, f backend.File, flags uint32) (
 		}
 		h.cache = cf
 	}
+	if h.host < 0 && v.opts.Mode != Exclusive {
+		// Direct I/O writes reach the daemon without the kernel's
+		// set-ID clearing; remember whether this file needs it.
+		if a, err := f.Stat(); err == nil && setIDToClear(a.Mode) != 0 {
+			h.killPriv.Store(true)
+		}
+	}
+	n.addHandle(h)
 	return h, nil
+}
+
+// setIDToClear returns the set-ID bits a write by an unprivileged user
+// clears, as the kernel does for its own writes: set-user-ID always,
+// set-group-ID when the group may execute (without it the bit means
+// mandatory locking, and stays).
+func setIDToClear(mode uint32) uint32 {
+	bits := mode & unix.S_ISUID
+	if mode&(unix.S_ISGID|unix.S_IXGRP) == unix.S_ISGID|unix.S_IXGRP {
+		bits |= unix.S_ISGID
+	}
+	return bits
+}
+
+// clearSetID drops the set-ID bits before the first write of an
+// unprivileged caller. The kernel does this itself for writes through its
+// page cache and for passthrough; direct I/O writes are the daemon's job.
+// FUSE tells the caller's uid but not its capabilities, so root counts as
+// privileged (CAP_FSETID) and everyone else does not.
+func (h *handle) clearSetID(ctx context.Context) error {
+	if !h.killPriv.Load() {
+		return nil
+	}
+	if caller, ok := fuse.FromContext(ctx); !ok || caller.Uid == 0 {
+		return nil
+	}
+	a, err := h.f.Stat()
+	if err != nil {
+		return err
+	}
+	if bits := setIDToClear(a.Mode); bits != 0 {
+		if err := h.f.Chmod(a.Mode & 07777 &^ bits); err != nil {
+			return err
+		}
+	}
+	h.killPriv.Store(false)
+	return nil
 }
 
 // direct tells whether the file was opened O_DIRECT (R4, W3).
@@ -106,6 +156,9 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 // O_SYNC/O_DSYNC files (W8); O_DIRECT writes back and drops the touched
 // pages first (W3).
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if err := h.clearSetID(ctx); err != nil {
+		return 0, toErrno(err)
+	}
 	var n int
 	var err error
 	switch {
@@ -152,6 +205,7 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
+	h.node.removeHandle(h)
 	return toErrno(h.f.Close())
 }
 

@@ -18,10 +18,12 @@ type node struct {
 	fs.Inode
 	vol *Volume
 
-	cacheMu sync.Mutex
+	mu sync.Mutex
 	// cache is the inode's page cache, created by the first open that
-	// needs it (see cached.go). Guarded by cacheMu.
+	// needs it (see cached.go). Guarded by mu.
 	cache *nodeCache
+	// handles are the node's open files. Guarded by mu.
+	handles map[*handle]struct{}
 }
 
 func (n *node) isRegular() bool { return n.StableAttr().Mode&unix.S_IFMT == unix.S_IFREG }
@@ -61,7 +63,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 func (n *node) created(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	a, err := n.vol.fs.Lstat(name)
 	if err == nil {
-		err = n.vol.chownToCaller(ctx, name, &a)
+		err = n.vol.chownToCaller(ctx, n, name, &a)
 	}
 	if err != nil {
 		return nil, toErrno(err)

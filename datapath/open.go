@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"context"
+	"errors"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -46,15 +47,25 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 
 var _ fs.NodeCreater = (*node)(nil)
 
+// Create makes a new file. The kernel sends CREATE only when it believes
+// the name is absent, but its belief may be stale (a negative entry cached
+// while someone created the file on the remote). The remote create is
+// therefore always exclusive: opening an existing file here would skip the
+// kernel's permission check on it and hand it to the caller. When the name
+// exists and the caller did not ask for O_EXCL, ESTALE makes the kernel
+// look the name up again and open the file it finds, with the usual checks.
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	p := n.childName(name)
-	f, err := n.vol.fs.Open(p, n.vol.remoteOpenFlags(flags)|unix.O_CREAT, mode)
+	f, err := n.vol.fs.Open(p, n.vol.remoteOpenFlags(flags)|unix.O_CREAT|unix.O_EXCL, mode)
+	if errors.Is(err, unix.EEXIST) && flags&unix.O_EXCL == 0 {
+		return nil, nil, 0, syscall.ESTALE
+	}
 	if err != nil {
 		return nil, nil, 0, toErrno(err)
 	}
 	a, err := f.Stat()
 	if err == nil {
-		err = n.vol.chownToCaller(ctx, p, &a)
+		err = n.vol.chownToCaller(ctx, n, p, &a)
 	}
 	if err != nil {
 		f.Close()

@@ -46,10 +46,14 @@ const nobody = 65534
 // as runs script with /bin/sh as nobody, in the scenario's directory, and
 // records the exit status and the output, with the directory's path
 // replaced.
+//
+// The shell changes directory itself, after exec: with cmd.Dir the child
+// would chdir into the mount between fork and exec, while the parent (the
+// FUSE server of that mount) sits in vfork, where a garbage collection
+// cannot stop it, so nothing answers the child's lookup.
 func (tr *pxTranscript) as(script string) {
-	cmd := exec.Command("/bin/sh", "-c", script)
-	cmd.Dir = tr.root
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
+	cmd := exec.Command("/bin/sh", "-c", `cd "$ROOT" || exit 125; `+script)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "ROOT=" + tr.root}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

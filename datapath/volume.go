@@ -270,16 +270,23 @@ func (v *Volume) stableAttr(a *backend.Attr) fs.StableAttr {
 // system, so the numbers are unique within it.
 func (v *Volume) ino(remote uint64) uint64 { return remote }
 
-// chownToCaller gives a file the daemon just created to the user who asked
-// for it. A group inherited from a set-group-ID directory is kept.
-func (v *Volume) chownToCaller(ctx context.Context, name string, a *backend.Attr) error {
+// chownToCaller gives a file the daemon just created in parent to the user
+// who asked for it. In a set-group-ID directory the kernel already gave it
+// the directory's group, which it keeps.
+func (v *Volume) chownToCaller(ctx context.Context, parent *node, name string, a *backend.Attr) error {
 	caller, ok := fuse.FromContext(ctx)
 	if !ok || (caller.Uid == a.Uid && caller.Gid == a.Gid) {
 		return nil
 	}
 	gid := int(caller.Gid)
-	if a.Gid != uint32(unix.Getegid()) {
-		gid = -1 // not the daemon's: inherited from a set-group-ID parent
+	if caller.Gid != a.Gid {
+		pa, err := v.fs.Lstat(parent.name())
+		if err != nil {
+			return err
+		}
+		if pa.Mode&unix.S_ISGID != 0 {
+			gid = -1
+		}
 	}
 	if err := v.fs.Chown(name, int(caller.Uid), gid); err != nil {
 		return err

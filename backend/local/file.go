@@ -74,3 +74,21 @@ func (f *file) Flush() error {
 }
 
 func (f *file) Close() error { return unix.Close(f.fd) }
+
+func (f *file) Chmod(perm uint32) error { return unix.Fchmod(f.fd, perm) }
+
+func (f *file) Chown(uid, gid int) error { return unix.Fchown(f.fd, uid, gid) }
+
+func (f *file) Utimens(atime, mtime *unix.Timespec) error {
+	return unix.UtimesNanoAt(unix.AT_FDCWD, procFdPath(f.fd), utimes(atime, mtime), 0)
+}
+
+func (f *file) Getxattr(attr string, dest []byte) (int, error) { return unix.Fgetxattr(f.fd, attr, dest) }
+
+func (f *file) Setxattr(attr string, data []byte, flags int) error {
+	return unix.Fsetxattr(f.fd, attr, data, flags)
+}
+
+func (f *file) Listxattr(dest []byte) (int, error) { return unix.Flistxattr(f.fd, dest) }
+
+func (f *file) Removexattr(attr string) error { return unix.Fremovexattr(f.fd, attr) }
