@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// record is the n-th fixed-size record a writer appends.
+func record(n int) []byte { return []byte(fmt.Sprintf("record %08d\n", n)) }
+
+const recordLen = 16
+
+// writeRecords appends records to path until count are written or a write
+// fails (the server died), fsyncing every syncEvery records. It returns how
+// many write(2) calls returned success and how many were covered by a
+// successful fsync.
+func writeRecords(path string, count, syncEvery int, stopAfter int, stop func()) (acked, synced int) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	for n := 0; n < count; n++ {
+		if n == stopAfter {
+			stop()
+		}
+		if _, err := f.Write(record(n)); err != nil {
+			return acked, synced
+		}
+		acked = n + 1
+		if acked%syncEvery == 0 {
+			if err := f.Sync(); err != nil {
+				return acked, synced
+			}
+			synced = acked
+		}
+	}
+	return acked, synced
+}
+
+// checkRecords checks that the remote file starts with want intact records.
+func checkRecords(t *testing.T, path string, want int, what string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && want > 0 {
+		t.Fatalf("remote file: %v", err)
+	}
+	for n := 0; n < want; n++ {
+		if len(b) < (n+1)*recordLen || !bytes.Equal(b[n*recordLen:(n+1)*recordLen], record(n)) {
+			t.Fatalf("the remote lost %s record %d of %d (it has %d bytes)", what, n, want, len(b))
+		}
+	}
+}
+
+var crashVariants = []struct {
+	name   string
+	params map[string]string
+	// ackedDurable: every write(2) that returned reached the remote.
+	ackedDurable bool
+}{
+	{"exclusive", map[string]string{"interopMode": "exclusive"}, true}, // host FD: the kernel writes the backing file
+	{"exclusive-forcePageCache", map[string]string{"interopMode": "exclusive", "forcePageCache": "true"}, false},
+	{"writethrough", map[string]string{"interopMode": "writethrough"}, true},
+	{"writethrough-forcePageCache", map[string]string{"interopMode": "writethrough", "forcePageCache": "true"}, true},
+	{"shared", map[string]string{"interopMode": "shared"}, true},
+	{"shared-forcePageCache", map[string]string{"interopMode": "shared", "forcePageCache": "true"}, true},
+}
+
+// TestCrash_KillDuringWritesKeepsPromisesAndRecovers kills the server with
+// SIGKILL in the middle of a write workload. Every fsync'd record must be
+// in the remote in every mode, and every acknowledged one where the mode
+// promises it (writethrough, shared, and any host FD). After a restart the
+// same target works again for new opens, and Unpublish/Unstage succeed.
+func TestCrash_KillDuringWritesKeepsPromisesAndRecovers(t *testing.T) {
+	requireRoot(t)
+	for _, v := range crashVariants {
+		t.Run(v.name, func(t *testing.T) {
+			s := newServerDirs(t)
+			s.start()
+			vol := s.publish("crash", v.params)
+			acked, synced := writeRecords(filepath.Join(vol.target, "log"), 4000, 100, 2500, func() {
+				s.cmd.Process.Signal(syscall.SIGKILL)
+				s.cmd.Wait()
+			})
+			if acked >= 4000 || acked < 2500 {
+				t.Fatalf("writer acknowledged %d records; the kill at 2500 should have stopped it", acked)
+			}
+			checkRecords(t, filepath.Join(vol.remote, "log"), synced, "fsync'd")
+			if v.ackedDurable {
+				checkRecords(t, filepath.Join(vol.remote, "log"), acked, "acknowledged")
+			}
+
+			s.start() // restores the staged volume and its target
+			f, err := os.OpenFile(filepath.Join(vol.target, "after-restart"), os.O_CREATE|os.O_RDWR, 0o644)
+			if err != nil {
+				t.Fatalf("new open in the target after restart: %v", err)
+			}
+			f.Close()
+			s.unpublish(vol)
+			if mounted(t, vol.target) || mounted(t, vol.staging) {
+				t.Fatal("a mount survived NodeUnpublish/NodeUnstage after the restart")
+			}
+			if err := s.stop(syscall.SIGTERM); err != nil {
+				t.Fatalf("server exit after SIGTERM: %v", err)
+			}
+		})
+	}
+}
+
+// TestGracefulStop_SIGTERMWritesBackBufferedData stops the server with
+// SIGTERM while an exclusive volume without a host FD holds buffered
+// writes that were never fsync'd: nothing written before the signal is lost.
+func TestGracefulStop_SIGTERMWritesBackBufferedData(t *testing.T) {
+	requireRoot(t)
+	s := newServerDirs(t)
+	s.start()
+	vol := s.publish("graceful", map[string]string{"interopMode": "exclusive", "forcePageCache": "true"})
+	const n = 3000
+	acked, _ := writeRecords(filepath.Join(vol.target, "log"), n, n+1, -1, nil)
+	if acked != n {
+		t.Fatalf("wrote %d of %d records", acked, n)
+	}
+	if err := s.stop(syscall.SIGTERM); err != nil {
+		t.Fatalf("server exit after SIGTERM: %v", err)
+	}
+	checkRecords(t, filepath.Join(vol.remote, "log"), n, "buffered")
+	if mounted(t, vol.staging) {
+		t.Error("the staging mount survived a graceful stop")
+	}
+}
