@@ -47,12 +47,12 @@ func requireRoot(t *testing.T) {
 
 // server is one 'csi-goferfs serve' process and a CSI client of it.
 type server struct {
-	t                     *testing.T
-	dir, root, state, ep  string
-	cmd                   *exec.Cmd
-	conn                  *grpc.ClientConn
-	ctrl                  csi.ControllerClient
-	node                  csi.NodeClient
+	t                    *testing.T
+	dir, root, state, ep string
+	cmd                  *exec.Cmd
+	conn                 *grpc.ClientConn
+	ctrl                 csi.ControllerClient
+	node                 csi.NodeClient
 }
 
 func newServerDirs(t *testing.T) *server {
