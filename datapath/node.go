@@ -58,13 +58,8 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	return n.newChild(ctx, &a, out), 0
 }
 
-// created finishes a create-type operation: it gives the new file the
-// caller's owner (the daemon runs as root) and links it into the tree.
-func (n *node) created(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, err := n.vol.fs.Lstat(name)
-	if err == nil {
-		err = n.vol.chownToCaller(ctx, n, name, &a)
-	}
+// made links a new remote entry into the tree, after createOwned.
+func (n *node) made(ctx context.Context, a backend.Attr, err error, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	if err != nil {
 		return nil, toErrno(err)
 	}
@@ -74,31 +69,28 @@ func (n *node) created(ctx context.Context, name string, out *fuse.EntryOut) (*f
 var _ fs.NodeMkdirer = (*node)(nil)
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	p := n.childName(name)
-	if err := n.vol.fs.Mkdir(p, mode); err != nil {
-		return nil, toErrno(err)
-	}
-	return n.created(ctx, p, out)
+	a, _, err := n.vol.createOwned(ctx, n, n.childName(name), func(at string) (backend.File, error) {
+		return nil, n.vol.fs.Mkdir(at, mode)
+	})
+	return n.made(ctx, a, err, out)
 }
 
 var _ fs.NodeMknoder = (*node)(nil)
 
 func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	p := n.childName(name)
-	if err := n.vol.fs.Mknod(p, mode, uint64(rdev)); err != nil {
-		return nil, toErrno(err)
-	}
-	return n.created(ctx, p, out)
+	a, _, err := n.vol.createOwned(ctx, n, n.childName(name), func(at string) (backend.File, error) {
+		return nil, n.vol.fs.Mknod(at, mode, uint64(rdev))
+	})
+	return n.made(ctx, a, err, out)
 }
 
 var _ fs.NodeSymlinker = (*node)(nil)
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	p := n.childName(name)
-	if err := n.vol.fs.Symlink(target, p); err != nil {
-		return nil, toErrno(err)
-	}
-	return n.created(ctx, p, out)
+	a, _, err := n.vol.createOwned(ctx, n, n.childName(name), func(at string) (backend.File, error) {
+		return nil, n.vol.fs.Symlink(target, at)
+	})
+	return n.made(ctx, a, err, out)
 }
 
 var _ fs.NodeLinker = (*node)(nil)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"syscall"
 
+	"github.com/csi-goferfs/csi-goferfs/backend"
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -56,19 +57,13 @@ var _ fs.NodeCreater = (*node)(nil)
 // look the name up again and open the file it finds, with the usual checks.
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	p := n.childName(name)
-	f, err := n.vol.fs.Open(p, n.vol.remoteOpenFlags(flags)|unix.O_CREAT|unix.O_EXCL, mode)
+	a, f, err := n.vol.createOwned(ctx, n, p, func(at string) (backend.File, error) {
+		return n.vol.fs.Open(at, n.vol.remoteOpenFlags(flags)|unix.O_CREAT|unix.O_EXCL, mode)
+	})
 	if errors.Is(err, unix.EEXIST) && flags&unix.O_EXCL == 0 {
 		return nil, nil, 0, syscall.ESTALE
 	}
 	if err != nil {
-		return nil, nil, 0, toErrno(err)
-	}
-	a, err := f.Stat()
-	if err == nil {
-		err = n.vol.chownToCaller(ctx, n, p, &a)
-	}
-	if err != nil {
-		f.Close()
 		return nil, nil, 0, toErrno(err)
 	}
 	child := n.newChild(ctx, &a, out)

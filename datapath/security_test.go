@@ -3,6 +3,7 @@ package datapath
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -34,14 +35,19 @@ func (l *nameLog) add(names ...string) {
 	l.mu.Unlock()
 }
 
+// all returns the recorded names so far.
+func (l *nameLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.names...)
+}
+
 // escaping returns the recorded names that are absolute or climb with
 // "..": a correct data path builds names from lookups only, so it never
 // produces one.
 func (l *nameLog) escaping() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var bad []string
-	for _, n := range l.names {
+	for _, n := range l.all() {
 		if strings.HasPrefix(n, "/") || n == ".." || strings.HasPrefix(n, "../") ||
 			strings.HasSuffix(n, "/..") || strings.Contains(n, "/../") {
 			bad = append(bad, n)
@@ -207,7 +213,7 @@ func TestSecurity_PlantedSymlinksResolveInCallersNamespaceOnly(t *testing.T) {
 				t.Errorf("outside file changed: %q", got)
 			}
 			checkNoEscapingNames(t, log)
-			for _, n := range log.names {
+			for _, n := range log.all() {
 				if strings.Contains(n, "secret") || strings.Contains(n, "etc") {
 					t.Errorf("the daemon looked up %q", n)
 				}
@@ -366,4 +372,106 @@ func TestSecurity_HardLinkFromOutsideIsAFileOfTheVolume(t *testing.T) {
 			t.Errorf("volume lists %v, %v; want only hl", es, err)
 		}
 	})
+}
+
+// TestSecurity_CreateNeverTakesOverAnExistingFile: the kernel sends CREATE
+// when its dentry says the name is absent, having checked only the
+// parent directory's permissions. The remote may disagree: in exclusive
+// mode when the file appeared behind the mount (the kernel cached the
+// negative lookup), in shared mode when another writer won a race with
+// the kernel's lookup. The daemon is root, so were it to open the existing
+// file, an unprivileged caller would write to (and, through the chown of
+// a new file, be given) a file it may not even read.
+func TestSecurity_CreateNeverTakesOverAnExistingFile(t *testing.T) {
+	forEachVariant(t, func(t *testing.T, tv *testVolume) {
+		detachIfUnsyncable(t, tv)
+		pxTraversable(t, filepath.Dir(tv.mnt))
+		if err := os.Chmod(tv.mnt, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Lstat(tv.path("x")); !os.IsNotExist(err) {
+			t.Fatalf("lstat x: %v", err)
+		}
+		if err := os.WriteFile(tv.remote("x"), []byte("root only"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// The shell gets the path as an argument: the child must not touch
+		// the mount between fork and exec (see pxTranscript.as).
+		cmd := exec.Command("/bin/sh", "-c", `echo appended >> "$1"`, "sh", tv.path("x"))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		out, err := cmd.CombinedOutput()
+		t.Logf("unprivileged append: %v %q", err, out)
+		var st unix.Stat_t
+		if err := unix.Lstat(tv.remote("x"), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Uid != 0 || st.Gid != 0 || st.Mode&0o7777 != 0o600 {
+			t.Errorf("remote x is now mode %#o owned by %d:%d, want 0600 root:root", st.Mode&0o7777, st.Uid, st.Gid)
+		}
+		if got := readFile(t, tv.remote("x")); got != "root only" {
+			t.Errorf("remote x = %q, want it untouched", got)
+		}
+	})
+}
+
+// TestSecurity_CreateRaceNeverTakesOverAnotherWritersFile is the shared
+// mode form of the test above, where nothing is cached and the kernel's
+// lookup can only be beaten by a race: root keeps creating a 0600 file
+// behind the mount (another writer of the remote) and removing it, while
+// an unprivileged user keeps appending to that name through the mount.
+// Root's file must stay root's. Bounded by the user's loop (about two
+// seconds here); no sleeps.
+func TestSecurity_CreateRaceNeverTakesOverAnotherWritersFile(t *testing.T) {
+	forEachVariant(t, func(t *testing.T, tv *testVolume) {
+		detachIfUnsyncable(t, tv)
+		pxTraversable(t, filepath.Dir(tv.mnt))
+		if err := os.Chmod(tv.mnt, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		stop := make(chan struct{})
+		result := make(chan [2]int)
+		go func() {
+			var rounds, takeovers int
+			defer func() { result <- [2]int{rounds, takeovers} }()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				fd, err := unix.Open(tv.remote("x"), unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+				if err != nil {
+					os.Remove(tv.remote("x")) // the user's own file
+					continue
+				}
+				rounds++
+				// The name exists while root looks at its file: that is
+				// the window in which the user's CREATE may arrive.
+				for i := 0; i < 50; i++ {
+					var st unix.Stat_t
+					if unix.Fstat(fd, &st) == nil && st.Uid != 0 {
+						takeovers++
+						break
+					}
+				}
+				os.Remove(tv.remote("x"))
+				unix.Close(fd)
+			}
+		}()
+		// The path is an argument: the child must not touch the mount
+		// between fork and exec (see pxTranscript.as).
+		cmd := exec.Command("/bin/sh", "-c",
+			`i=0; while [ $i -lt 500 ]; do echo u 2>/dev/null >> "$1"; i=$((i+1)); done`, "sh", tv.path("x"))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		out, err := cmd.CombinedOutput()
+		close(stop)
+		r := <-result
+		if err != nil {
+			t.Errorf("user loop: %v %q", err, out)
+		}
+		t.Logf("%d files created by root", r[0])
+		if r[1] > 0 {
+			t.Errorf("%d files created by root were given to the unprivileged user", r[1])
+		}
+	}, Shared)
 }

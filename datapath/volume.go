@@ -1,7 +1,6 @@
 package datapath
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -269,34 +268,6 @@ func (v *Volume) stableAttr(a *backend.Attr) fs.StableAttr {
 // that compare st_ino work. A volume is one directory tree of one file
 // system, so the numbers are unique within it.
 func (v *Volume) ino(remote uint64) uint64 { return remote }
-
-// chownToCaller gives a file the daemon just created in parent to the user
-// who asked for it. In a set-group-ID directory the kernel already gave it
-// the directory's group, which it keeps.
-func (v *Volume) chownToCaller(ctx context.Context, parent *node, name string, a *backend.Attr) error {
-	caller, ok := fuse.FromContext(ctx)
-	if !ok || (caller.Uid == a.Uid && caller.Gid == a.Gid) {
-		return nil
-	}
-	gid := int(caller.Gid)
-	if caller.Gid != a.Gid {
-		pa, err := v.fs.Lstat(parent.name())
-		if err != nil {
-			return err
-		}
-		if pa.Mode&unix.S_ISGID != 0 {
-			gid = -1
-		}
-	}
-	if err := v.fs.Chown(name, int(caller.Uid), gid); err != nil {
-		return err
-	}
-	a.Uid = caller.Uid
-	if gid >= 0 {
-		a.Gid = caller.Gid
-	}
-	return nil
-}
 
 func isEOF(err error) bool { return errors.Is(err, io.EOF) }
 

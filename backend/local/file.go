@@ -83,7 +83,9 @@ func (f *file) Utimens(atime, mtime *unix.Timespec) error {
 	return unix.UtimesNanoAt(unix.AT_FDCWD, procFdPath(f.fd), utimes(atime, mtime), 0)
 }
 
-func (f *file) Getxattr(attr string, dest []byte) (int, error) { return unix.Fgetxattr(f.fd, attr, dest) }
+func (f *file) Getxattr(attr string, dest []byte) (int, error) {
+	return unix.Fgetxattr(f.fd, attr, dest)
+}
 
 func (f *file) Setxattr(attr string, data []byte, flags int) error {
 	return unix.Fsetxattr(f.fd, attr, data, flags)
