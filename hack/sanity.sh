@@ -39,7 +39,7 @@ done
 status=0
 "$bin/csi-sanity" --csi.endpoint "unix://$work/csi.sock" \
 	--csi.mountdir "$work/target" --csi.stagingdir "$work/staging" \
-	--ginkgo.v=false || status=$?
+	--ginkgo.v=false --ginkgo.no-color || status=$?
 if [ $status -ne 0 ]; then
 	echo "--- csi-goferfs serve log"; tail -50 "$work/serve.log"
 fi

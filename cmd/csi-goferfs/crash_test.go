@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // record is the n-th fixed-size record a writer appends.
@@ -94,12 +95,17 @@ func TestCrash_KillDuringWritesKeepsPromisesAndRecovers(t *testing.T) {
 				checkRecords(t, filepath.Join(vol.remote, "log"), acked, "acknowledged")
 			}
 
-			s.start() // restores the staged volume and its target
-			f, err := os.OpenFile(filepath.Join(vol.target, "after-restart"), os.O_CREATE|os.O_RDWR, 0o644)
+			// The new process restores the staged volume and its target
+			// before it serves RPCs. The gap docs/restart.md quotes: from
+			// starting it to the first new open in the target that works.
+			restart := time.Now()
+			s.startProcess()
+			gap, err := firstOpen(filepath.Join(vol.target, "after-restart"), 20*time.Second)
 			if err != nil {
 				t.Fatalf("new open in the target after restart: %v", err)
 			}
-			f.Close()
+			t.Logf("new opens worked again %v after the new process started", gap.Sub(restart).Round(time.Millisecond))
+			s.waitReady()
 			s.unpublish(vol)
 			if mounted(t, vol.target) || mounted(t, vol.staging) {
 				t.Fatal("a mount survived NodeUnpublish/NodeUnstage after the restart")
@@ -132,3 +138,29 @@ func TestGracefulStop_SIGTERMWritesBackBufferedData(t *testing.T) {
 		t.Error("the staging mount survived a graceful stop")
 	}
 }
+
+// firstOpen retries creating path until it works or timeout passes, and
+// returns when it first worked. Before the restore the target is a dead
+// FUSE mount (ENOTCONN) or an empty directory of the host.
+func firstOpen(path string, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+		if err == nil {
+			f.Close()
+			var st syscall.Statfs_t
+			// Only an open through the restored FUSE mount counts.
+			if serr := syscall.Statfs(path, &st); serr == nil && st.Type == fuseSuperMagic {
+				return time.Now(), nil
+			}
+			os.Remove(path)
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// fuseSuperMagic is the f_type statfs(2) reports for FUSE mounts.
+const fuseSuperMagic = 0x65735546

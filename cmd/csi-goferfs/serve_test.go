@@ -69,6 +69,12 @@ func newServerDirs(t *testing.T) *server {
 
 // start runs the server and waits until it answers Probe.
 func (s *server) start() {
+	s.startProcess()
+	s.waitReady()
+}
+
+// startProcess runs the server without waiting for it.
+func (s *server) startProcess() {
 	t := s.t
 	s.cmd = exec.Command(binary, "serve", "--endpoint", "unix://"+s.ep, "--node-id", "test-node",
 		"--root", s.root, "--state-dir", s.state)
@@ -87,6 +93,11 @@ func (s *server) start() {
 			t.Logf("csi-goferfs serve log:\n%s", b)
 		}
 	})
+}
+
+// waitReady connects a client and waits until the server answers Probe.
+func (s *server) waitReady() {
+	t := s.t
 	conn, err := grpc.NewClient("unix://"+s.ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
