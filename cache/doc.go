@@ -10,7 +10,9 @@
 // flag for pages under a writable mapping) and the mapped ranges. A Budget,
 // shared by every File on the node, bounds the bytes of cached pages and
 // evicts the least recently used unmapped ones. A Readahead, kept by each
-// open-file handle, sizes fill windows.
+// open-file handle, sizes fill windows. Counters, shared by the Files of a
+// volume, count hits, fills, writeback and evictions with atomic adds, for
+// metrics read at scrape time.
 //
 // The package knows nothing of FUSE, gRPC or Kubernetes: the data path
 // picks the operation that an interop mode and open flags call for (Read or

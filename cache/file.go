@@ -16,6 +16,9 @@ type Options struct {
 	// MaxReadahead caps the window that a sequential stream grows to. Zero
 	// means DefaultMaxReadahead.
 	MaxReadahead int64
+	// Counters, if not nil, accumulates this File's activity, usually
+	// together with other Files'.
+	Counters *Counters
 }
 
 const (
@@ -39,9 +42,10 @@ type mapCount struct{ all, writable int32 }
 // File is the page cache of one remote file. Its methods may be called
 // concurrently.
 type File struct {
-	remote       Remote  // immutable
-	budget       *Budget // immutable
-	minRA, maxRA uint64  // immutable; multiples of PageSize
+	remote       Remote    // immutable
+	budget       *Budget   // immutable
+	counters     *Counters // immutable; never nil
+	minRA, maxRA uint64    // immutable; multiples of PageSize
 
 	// ioMu serializes the operations that do remote I/O or change cached
 	// contents, so that a fill, a write to a gap and a writeback never
@@ -79,11 +83,16 @@ func NewFile(remote Remote, budget *Budget, opts Options) (*File, error) {
 	}
 	minRA := uint64(cmpOr(opts.MinReadahead, DefaultMinReadahead))
 	maxRA := uint64(cmpOr(opts.MaxReadahead, DefaultMaxReadahead))
+	counters := opts.Counters
+	if counters == nil {
+		counters = new(Counters)
+	}
 	f := &File{
-		remote: remote,
-		budget: budget,
-		minRA:  max(pageUp(minRA), PageSize),
-		maxRA:  max(pageUp(maxRA), pageUp(minRA), PageSize),
+		remote:   remote,
+		budget:   budget,
+		counters: counters,
+		minRA:    max(pageUp(minRA), PageSize),
+		maxRA:    max(pageUp(maxRA), pageUp(minRA), PageSize),
 	}
 	f.size, f.remoteSize = uint64(size), uint64(size)
 	return f, nil
@@ -163,8 +172,10 @@ func (f *File) Read(p []byte, off int64, ra *Readahead) (int, error) {
 	}
 	f.mu.RUnlock()
 	if x+n >= end {
+		f.counters.hits.Add(1)
 		return int(n), eofIf(n < uint64(len(p)))
 	}
+	f.counters.misses.Add(1)
 	f.budget.makeRoom(int64(window))
 	f.ioMu.Lock()
 	defer f.ioMu.Unlock()
@@ -224,6 +235,7 @@ func (f *File) fillCopyLocked(dst []byte, x uint64, req, opt Range, window uint6
 		return uint64(n), err
 	}
 	buf, got, err := f.fillLocked(fill)
+	f.counters.countFill(fill, req, got)
 	var n uint64
 	if fill.Start+got > x {
 		n = uint64(copy(dst, buf[x-fill.Start:got]))

@@ -148,6 +148,7 @@ func (f *File) Fault(off, length int64, write bool) error {
 		}
 		buf, got, err := f.fillLocked(fill)
 		putBuf(buf)
+		f.counters.countFill(fill, req, got)
 		if err != nil {
 			return err
 		}

@@ -169,7 +169,9 @@ func (f *File) writeBackLocked(r Range) error {
 			f.markCleanLocked(pageRange(run))
 		}
 		f.mu.Unlock()
+		f.counters.writebackBytes.Add(uint64(n))
 		if err != nil {
+			f.counters.writebackErrors.Add(1)
 			return fmt.Errorf("cache: write back %v: %w", run, err)
 		}
 		r.Start = pageUp(run.End)
@@ -293,6 +295,7 @@ func (f *File) evictPage(pg *page, writeBack bool) (bool, error) {
 		return false, err
 	}
 	f.removePageLocked(pg)
+	f.counters.evictions.Add(1)
 	return true, nil
 }
 

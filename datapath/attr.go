@@ -25,7 +25,7 @@ func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 		a, err = n.vol.fs.Lstat(n.name())
 	}
 	if err != nil {
-		return toErrno(err)
+		return n.errno(err)
 	}
 	fillAttr(&out.Attr, &a)
 	n.cachedSize(&out.Attr)
@@ -58,12 +58,12 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 			g = int(gid)
 		}
 		if err := target.chown(u, g); err != nil {
-			return toErrno(err)
+			return n.errno(err)
 		}
 	}
 	if mode, ok := in.GetMode(); ok {
 		if err := target.chmod(mode & 07777); err != nil {
-			return toErrno(err)
+			return n.errno(err)
 		}
 	}
 	if size, ok := in.GetSize(); ok {
@@ -79,7 +79,7 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 			err = n.vol.fs.Truncate(n.name(), int64(size))
 		}
 		if err != nil {
-			return toErrno(err)
+			return n.errno(err)
 		}
 	}
 	atime, aok := in.GetATime()
@@ -95,7 +95,7 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 			mt = &ts
 		}
 		if err := target.utimens(at, mt); err != nil {
-			return toErrno(err)
+			return n.errno(err)
 		}
 	}
 	return n.Getattr(ctx, f, out)
@@ -105,24 +105,24 @@ var _ fs.NodeGetxattrer = (*node)(nil)
 
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	sz, err := n.attrTarget(nil).getxattr(attr, dest)
-	return uint32(sz), toErrno(err)
+	return uint32(sz), n.errno(err)
 }
 
 var _ fs.NodeSetxattrer = (*node)(nil)
 
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	return toErrno(n.attrTarget(nil).setxattr(attr, data, int(flags)))
+	return n.errno(n.attrTarget(nil).setxattr(attr, data, int(flags)))
 }
 
 var _ fs.NodeListxattrer = (*node)(nil)
 
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
 	sz, err := n.attrTarget(nil).listxattr(dest)
-	return uint32(sz), toErrno(err)
+	return uint32(sz), n.errno(err)
 }
 
 var _ fs.NodeRemovexattrer = (*node)(nil)
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	return toErrno(n.attrTarget(nil).removexattr(attr))
+	return n.errno(n.attrTarget(nil).removexattr(attr))
 }

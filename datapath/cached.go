@@ -115,7 +115,7 @@ func (n *node) fileCache(name string) (*cache.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	cf, err := cache.NewFile(cacheRemote{f}, n.vol.budget, cache.Options{})
+	cf, err := cache.NewFile(cacheRemote{f}, n.vol.budget, cache.Options{Counters: &n.vol.cacheCounters})
 	if err != nil {
 		f.Close()
 		return nil, err

@@ -37,6 +37,15 @@
 // its writeback cache; the kernel writes mapped and buffered pages to the
 // daemon at writeback, fsync and unmount.
 //
+// # Observability
+//
+// The package counts but does not export (metrics.go): Volume.Stats
+// returns the page cache's counters, its cached and dirty bytes and the
+// replies that failed because the remote did (counted in errno.go's one
+// mapping), read at the caller's pace. With Options.Observer set, a thin
+// wrapper around go-fuse's raw file system (timedfs.go) reports each data
+// operation's latency; without one there is no wrapper.
+//
 // # Security
 //
 // The daemon runs as root, so the mount is created with allow_other and

@@ -26,3 +26,19 @@ func toErrno(err error) syscall.Errno {
 	klog.ErrorS(err, "Unmapped data path error, returning EIO")
 	return syscall.EIO
 }
+
+// errno is toErrno for a FUSE reply of v: it also counts the errors that
+// mean the remote failed (RemoteErrnos) for Stats.
+func (v *Volume) errno(err error) syscall.Errno {
+	e := toErrno(err)
+	if e != 0 {
+		if i := remoteErrorIndex(e); i >= 0 {
+			v.remoteErrors[i].Add(1)
+		}
+	}
+	return e
+}
+
+func (n *node) errno(err error) syscall.Errno { return n.vol.errno(err) }
+
+func (h *handle) errno(err error) syscall.Errno { return h.node.vol.errno(err) }

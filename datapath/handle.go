@@ -147,7 +147,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	if isEOF(err) {
 		return fuse.ReadResultData(nil), 0
 	}
-	return nil, toErrno(err)
+	return nil, h.errno(err)
 }
 
 // Write applies the write rules for I/O the daemon serves: straight to the
@@ -157,7 +157,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 // pages first (W3).
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	if err := h.clearSetID(ctx); err != nil {
-		return 0, toErrno(err)
+		return 0, h.errno(err)
 	}
 	var n int
 	var err error
@@ -170,16 +170,16 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 		n, err = h.cache.Write(data, off)
 		if err == nil && h.node.vol.opts.Mode == WriteThrough {
 			if werr := h.cache.WriteBack(off, int64(n)); werr != nil {
-				return 0, toErrno(werr) // W7: the write did not happen
+				return 0, h.errno(werr) // W7: the write did not happen
 			}
 		}
 	}
 	if err != nil && n == 0 {
-		return 0, toErrno(err)
+		return 0, h.errno(err)
 	}
 	if n > 0 && h.syncWrites() && h.cache != nil {
 		if err := h.cache.SyncRange(off, int64(n)); err != nil {
-			return 0, toErrno(err)
+			return 0, h.errno(err)
 		}
 	}
 	return uint32(n), 0
@@ -191,28 +191,28 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 	if !h.node.vol.opts.Mode.flushesOnClose() {
 		return 0
 	}
-	return toErrno(h.f.Flush())
+	return h.errno(h.f.Flush())
 }
 
 // Fsync makes everything written through this file durable (S4). The
 // kernel has already sent its dirty pages; the remote is synced here.
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	if h.cache != nil {
-		return toErrno(h.cache.Sync())
+		return h.errno(h.cache.Sync())
 	}
 	const fdatasync = 1 // FUSE_FSYNC_FDATASYNC
-	return toErrno(h.f.Sync(flags&fdatasync != 0))
+	return h.errno(h.f.Sync(flags&fdatasync != 0))
 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	h.node.removeHandle(h)
-	return toErrno(h.f.Close())
+	return h.errno(h.f.Close())
 }
 
 func (h *handle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
 	a, err := h.f.Stat()
 	if err != nil {
-		return toErrno(err)
+		return h.errno(err)
 	}
 	fillAttr(&out.Attr, &a)
 	h.node.cachedSize(&out.Attr)
@@ -220,7 +220,7 @@ func (h *handle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
 }
 
 func (h *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
-	return toErrno(h.f.Allocate(mode, int64(off), int64(size)))
+	return h.errno(h.f.Allocate(mode, int64(off), int64(size)))
 }
 
 // Lseek answers SEEK_DATA and SEEK_HOLE (the kernel resolves the other
@@ -231,7 +231,7 @@ func (h *handle) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, 
 	if h.host >= 0 {
 		res, err := unix.Seek(h.host, int64(off), int(whence))
 		if err != nil {
-			return 0, toErrno(err)
+			return 0, h.errno(err)
 		}
 		return uint64(res), 0
 	}
@@ -241,7 +241,7 @@ func (h *handle) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, 
 	} else {
 		a, err := h.f.Stat()
 		if err != nil {
-			return 0, toErrno(err)
+			return 0, h.errno(err)
 		}
 		size = uint64(a.Size)
 	}

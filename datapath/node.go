@@ -53,7 +53,7 @@ var _ fs.NodeLookuper = (*node)(nil)
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	a, err := n.vol.fs.Lstat(n.childName(name))
 	if err != nil {
-		return nil, toErrno(err)
+		return nil, n.errno(err)
 	}
 	return n.newChild(ctx, &a, out), 0
 }
@@ -61,7 +61,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 // made links a new remote entry into the tree, after createOwned.
 func (n *node) made(ctx context.Context, a backend.Attr, err error, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	if err != nil {
-		return nil, toErrno(err)
+		return nil, n.errno(err)
 	}
 	return n.newChild(ctx, &a, out), 0
 }
@@ -102,11 +102,11 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	}
 	p := n.childName(name)
 	if err := n.vol.fs.Link(t.name(), p); err != nil {
-		return nil, toErrno(err)
+		return nil, n.errno(err)
 	}
 	a, err := n.vol.fs.Lstat(p)
 	if err != nil {
-		return nil, toErrno(err)
+		return nil, n.errno(err)
 	}
 	return n.newChild(ctx, &a, out), 0
 }
@@ -116,7 +116,7 @@ var _ fs.NodeReadlinker = (*node)(nil)
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	target, err := n.vol.fs.Readlink(n.name())
 	if err != nil {
-		return nil, toErrno(err)
+		return nil, n.errno(err)
 	}
 	return []byte(target), 0
 }
@@ -124,13 +124,13 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 var _ fs.NodeUnlinker = (*node)(nil)
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
-	return toErrno(n.vol.fs.Unlink(n.childName(name)))
+	return n.errno(n.vol.fs.Unlink(n.childName(name)))
 }
 
 var _ fs.NodeRmdirer = (*node)(nil)
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
-	return toErrno(n.vol.fs.Rmdir(n.childName(name)))
+	return n.errno(n.vol.fs.Rmdir(n.childName(name)))
 }
 
 var _ fs.NodeRenamer = (*node)(nil)
@@ -140,7 +140,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if !ok || np.vol != n.vol {
 		return syscall.EXDEV
 	}
-	return toErrno(n.vol.fs.Rename(n.childName(name), np.childName(newName), flags))
+	return n.errno(n.vol.fs.Rename(n.childName(name), np.childName(newName), flags))
 }
 
 var _ fs.NodeReaddirer = (*node)(nil)
@@ -148,7 +148,7 @@ var _ fs.NodeReaddirer = (*node)(nil)
 func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	entries, err := n.vol.fs.ReadDir(n.name())
 	if err != nil {
-		return nil, toErrno(err)
+		return nil, n.errno(err)
 	}
 	list := make([]fuse.DirEntry, len(entries))
 	for i, e := range entries {
@@ -162,7 +162,7 @@ var _ fs.NodeStatfser = (*node)(nil)
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	st, err := n.vol.fs.Statfs()
 	if err != nil {
-		return toErrno(err)
+		return n.errno(err)
 	}
 	out.Blocks = st.Blocks
 	out.Bfree = st.Bfree

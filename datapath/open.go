@@ -36,12 +36,12 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	name := n.name()
 	f, err := n.vol.fs.Open(name, n.vol.remoteOpenFlags(flags), 0)
 	if err != nil {
-		return nil, 0, toErrno(err)
+		return nil, 0, n.errno(err)
 	}
 	h, err := n.vol.newHandle(n, name, f, flags)
 	if err != nil {
 		f.Close()
-		return nil, 0, toErrno(err)
+		return nil, 0, n.errno(err)
 	}
 	return h, h.fuseFlags(), 0
 }
@@ -64,13 +64,13 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, syscall.ESTALE
 	}
 	if err != nil {
-		return nil, nil, 0, toErrno(err)
+		return nil, nil, 0, n.errno(err)
 	}
 	child := n.newChild(ctx, &a, out)
 	h, err := n.vol.newHandle(child.Operations().(*node), p, f, flags)
 	if err != nil {
 		f.Close()
-		return nil, nil, 0, toErrno(err)
+		return nil, nil, 0, n.errno(err)
 	}
 	return child, h, h.fuseFlags(), 0
 }

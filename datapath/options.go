@@ -61,4 +61,7 @@ type Options struct {
 	// Budget bounds the daemon's page cache; nil means DefaultBudget(),
 	// shared by every volume of the process (C3).
 	Budget *cache.Budget
+	// Observer, if not nil, is told the latency of every timed FUSE
+	// operation (see Op). Nil costs nothing per request.
+	Observer OpObserver
 }

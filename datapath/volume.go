@@ -41,7 +41,12 @@ type Volume struct {
 	done      chan struct{} // closed when the session stops serving
 	unmountMu sync.Mutex    // serializes Unmount
 
-	budget   *cache.Budget // node-wide page cache budget (C3)
+	budget *cache.Budget // node-wide page cache budget (C3)
+	// cacheCounters is shared by all the volume's caches, for Stats.
+	cacheCounters cache.Counters
+	// remoteErrors counts replies with each of RemoteErrnos, for Stats.
+	remoteErrors [len(RemoteErrnos)]atomic.Uint64
+
 	cachesMu sync.Mutex
 	// caches holds every page cache of the volume, so sync and unmount
 	// can write them all back (C2). Guarded by cachesMu.
@@ -110,8 +115,12 @@ func MountFS(be backend.FS, mountpoint string, opts Options) (*Volume, error) {
 		RootStableAttr:  &rootStable,
 		MountOptions:    v.mountOptions(),
 	}
+	raw := fs.NewNodeFS(v.root, fsOpts)
+	if opts.Observer != nil {
+		raw = &timedFS{RawFileSystem: raw, obs: opts.Observer}
+	}
 	mountMu.Lock()
-	server, err := fs.Mount(mountpoint, v.root, fsOpts)
+	server, err := serve(raw, mountpoint, &fsOpts.MountOptions)
 	closeOnExecFUSE()
 	mountMu.Unlock()
 	if err != nil {
@@ -129,6 +138,21 @@ func MountFS(be backend.FS, mountpoint string, opts Options) (*Volume, error) {
 	klog.V(2).InfoS("Mounted volume", "mountpoint", mountpoint, "mode", opts.Mode,
 		"passthrough", v.passthrough.Load(), "writebackCache", v.writebackCache)
 	return v, nil
+}
+
+// serve mounts raw at mountpoint and serves it, as fs.Mount does for the
+// file system it builds itself.
+func serve(raw fuse.RawFileSystem, mountpoint string, opts *fuse.MountOptions) (*fuse.Server, error) {
+	server, err := fuse.NewServer(raw, mountpoint, opts)
+	if err != nil {
+		return nil, err
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		// The serve loop ends by itself: the mount never happened.
+		return nil, err
+	}
+	return server, nil
 }
 
 func (v *Volume) mountOptions() fuse.MountOptions {

@@ -19,6 +19,12 @@
 // unmounts every staged volume. With a StateDir the node remembers what it
 // staged and published, and the next process restores those mounts (state.go).
 //
+// # Metrics
+//
+// The Driver owns the node's Prometheus registry (metrics.go): per-volume
+// series appear when a volume is staged and go when it is unstaged. Run
+// serves them at /metrics on Config.MetricsAddress.
+//
 // # Errors
 //
 // Only this package produces gRPC status codes. Every RPC validates all of
@@ -34,6 +40,7 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -88,6 +95,9 @@ type Config struct {
 	Services Services
 	// Mounter mounts the FUSE data path; nil means datapath.Mount.
 	Mounter Mounter
+	// MetricsAddress is the TCP address ("host:port", ":9810") where Run
+	// serves Prometheus metrics at /metrics. Empty serves none.
+	MetricsAddress string
 }
 
 // Driver serves the CSI services described by its Config.
@@ -101,6 +111,11 @@ type Driver struct {
 	mounter  Mounter
 	// mount does bind mounts and mount-point checks; tests replace it.
 	mount mount.Interface
+
+	// metricsAddr is where Run serves metrics; "" serves none.
+	metricsAddr string
+	// metrics holds the registry behind /metrics (metrics.go).
+	metrics *metrics
 
 	locks volumeLocks
 	// ops counts operations still running after their RPC returned
@@ -132,20 +147,28 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.StateDir != "" && !filepath.IsAbs(cfg.StateDir) {
 		return nil, fmt.Errorf("driver: StateDir must be an absolute path, got %q", cfg.StateDir)
 	}
+	if cfg.MetricsAddress != "" {
+		if _, _, err := net.SplitHostPort(cfg.MetricsAddress); err != nil {
+			return nil, fmt.Errorf("driver: MetricsAddress: %w", err)
+		}
+	}
 	if cfg.Mounter == nil {
 		cfg.Mounter = FUSEMounter{}
 	}
-	return &Driver{
-		name:     cfg.Name,
-		version:  cfg.Version,
-		nodeID:   cfg.NodeID,
-		root:     filepath.Clean(cfg.Root),
-		stateDir: cfg.StateDir,
-		services: cfg.Services,
-		mounter:  cfg.Mounter,
-		mount:    mount.New(""),
-		staged:   make(map[string]*stagedVolume),
-	}, nil
+	d := &Driver{
+		name:        cfg.Name,
+		version:     cfg.Version,
+		nodeID:      cfg.NodeID,
+		root:        filepath.Clean(cfg.Root),
+		stateDir:    cfg.StateDir,
+		services:    cfg.Services,
+		mounter:     cfg.Mounter,
+		mount:       mount.New(""),
+		staged:      make(map[string]*stagedVolume),
+		metricsAddr: cfg.MetricsAddress,
+	}
+	d.metrics = newMetrics(d)
+	return d, nil
 }
 
 // volumeDir is the directory of the volume id.

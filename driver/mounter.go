@@ -29,7 +29,11 @@ type FUSEMounter struct {
 	Budget *cache.Budget
 }
 
-var _ Mounter = FUSEMounter{}
+var (
+	_ Mounter  = FUSEMounter{}
+	_ statser  = (*datapath.Volume)(nil)
+	_ budgeter = FUSEMounter{}
+)
 
 // Mount implements Mounter with datapath.Mount.
 func (m FUSEMounter) Mount(dir, target string, opts datapath.Options) (MountedVolume, error) {
@@ -41,4 +45,13 @@ func (m FUSEMounter) Mount(dir, target string, opts datapath.Options) (MountedVo
 		return nil, err
 	}
 	return v, nil
+}
+
+// CacheBudget returns the page cache budget that the volumes it mounts
+// share, for the metrics.
+func (m FUSEMounter) CacheBudget() *cache.Budget {
+	if m.Budget == nil {
+		return datapath.DefaultBudget()
+	}
+	return m.Budget
 }

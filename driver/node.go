@@ -107,7 +107,7 @@ func (d *Driver) stage(id, path string, p volumeParams) error {
 	if err := d.prepareMountPoint("staging_target_path", path); err != nil {
 		return err
 	}
-	vol, err := d.mounter.Mount(dir, path, p.mountOptions(id))
+	vol, err := d.mountVolume(id, dir, path, p)
 	if err != nil {
 		return status.Errorf(codes.Internal, "mount volume %s at %s: %v", id, path, err)
 	}
@@ -117,6 +117,19 @@ func (d *Driver) stage(id, path string, p volumeParams) error {
 	d.mu.Unlock()
 	d.saveState(st)
 	return nil
+}
+
+// mountVolume mounts volume id from dir at path, with its operations
+// counted in the metrics. The volume's series go again if the mount fails.
+func (d *Driver) mountVolume(id, dir, path string, p volumeParams) (MountedVolume, error) {
+	opts := p.mountOptions(id)
+	opts.Observer = d.metrics.observer(id)
+	vol, err := d.mounter.Mount(dir, path, opts)
+	if err != nil {
+		d.metrics.forget(id)
+		return nil, err
+	}
+	return vol, nil
 }
 
 // existingVolumeDir returns the directory of volume id, or NotFound. The
@@ -198,6 +211,7 @@ func (d *Driver) unstage(id, path string) error {
 		d.mu.Lock()
 		delete(d.staged, id)
 		d.mu.Unlock()
+		d.metrics.forget(id)
 		d.removeState(id)
 	case st == nil:
 		d.removeState(id) // a record whose restore failed

@@ -177,7 +177,12 @@ func TestStagePublishLifecycle(t *testing.T) {
 	}
 	v := e.fuse.volume(staging)
 	want := datapath.Options{Mode: datapath.Shared, ForcePageCache: true, FsName: "goferfs:vol-1"}
-	if v == nil || v.opts != want || v.dir != e.d.volumeDir("vol-1") {
+	if v == nil || v.opts.Observer == nil {
+		t.Fatalf("FUSE mount at staging path: %+v, want one with a metrics observer", v)
+	}
+	got := v.opts
+	got.Observer = nil
+	if got != want || v.dir != e.d.volumeDir("vol-1") {
 		t.Fatalf("FUSE mount at staging path: %+v, want opts %+v of %s", v, want, e.d.volumeDir("vol-1"))
 	}
 	_, err := e.ns.NodeStageVolume(ctx, stageReq("vol-1", staging, nil))

@@ -24,10 +24,11 @@ import (
 const gracefulStopTimeout = 10 * time.Second
 
 // Run serves the selected CSI services on the unix socket endpoint
-// ("unix:///path", "unix:/path" or a plain path) until ctx is cancelled.
-// It then stops accepting RPCs and unmounts, with writeback, every volume
-// this process staged; the returned error lists the volumes that could not
-// be unmounted.
+// ("unix:///path", "unix:/path" or a plain path), and metrics on
+// MetricsAddress, until ctx is cancelled. It then stops accepting RPCs and
+// unmounts, with writeback, every volume this process staged; the returned
+// error lists the volumes that could not be unmounted. Metrics are served
+// until the end, so the writeback can be watched.
 func (d *Driver) Run(ctx context.Context, endpoint string) error {
 	path, err := socketPath(endpoint)
 	if err != nil {
@@ -39,6 +40,9 @@ func (d *Driver) Run(ctx context.Context, endpoint string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return fmt.Errorf("create socket directory: %w", err)
 	}
+	// Metrics first: the restore may take a while, and is worth watching.
+	stopMetrics := d.serveMetrics()
+	defer stopMetrics()
 	if d.services.Node {
 		d.restore()
 	}
@@ -217,6 +221,7 @@ func (d *Driver) shutdownVolume(st *stagedVolume) error {
 	d.mu.Lock()
 	delete(d.staged, st.id)
 	d.mu.Unlock()
+	d.metrics.forget(st.id)
 	klog.InfoS("Unmounted volume", "volumeID", st.id, "path", st.path)
 	return nil
 }

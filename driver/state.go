@@ -105,7 +105,7 @@ func (d *Driver) restoreVolume(id string, rec *stateRecord) error {
 	if err := d.prepareMountPoint("staging_target_path", rec.StagingPath); err != nil {
 		return err
 	}
-	vol, err := d.mounter.Mount(vdir, rec.StagingPath, rec.Params.mountOptions(id))
+	vol, err := d.mountVolume(id, vdir, rec.StagingPath, rec.Params)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ type serveConfig struct {
 	stateDir string
 	services string
 	budget   int64
+	metrics  string
 }
 
 func serveFlags() (*flag.FlagSet, *serveConfig) {
@@ -31,6 +32,7 @@ func serveFlags() (*flag.FlagSet, *serveConfig) {
 	fl.StringVar(&c.stateDir, "state-dir", "/var/lib/csi-goferfs/state", "directory for the node's record of staged and published volumes")
 	fl.StringVar(&c.services, "services", "controller,node", "CSI services to serve: controller, node, or controller,node")
 	fl.Int64Var(&c.budget, "cache-budget-bytes", 0, "bytes of memory for the page cache shared by all volumes of the node (0: 10% of RAM)")
+	fl.StringVar(&c.metrics, "metrics-address", "", "TCP address to serve Prometheus metrics on at /metrics, e.g. :9810 (empty: no metrics; the Helm chart sets :9810)")
 	klog.InitFlags(fl)
 	return fl, c
 }
@@ -52,13 +54,14 @@ func serveMain(args []string) int {
 		return 2
 	}
 	d, err := driver.New(driver.Config{
-		Name:     driverName,
-		Version:  version(),
-		NodeID:   c.nodeID,
-		Root:     c.root,
-		StateDir: c.stateDir,
-		Services: services,
-		Mounter:  driver.FUSEMounter{Budget: budget(c.budget)},
+		Name:           driverName,
+		Version:        version(),
+		NodeID:         c.nodeID,
+		Root:           c.root,
+		StateDir:       c.stateDir,
+		Services:       services,
+		Mounter:        driver.FUSEMounter{Budget: budget(c.budget)},
+		MetricsAddress: c.metrics,
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "csi-goferfs serve: %v\n", err)
@@ -71,7 +74,7 @@ func serveMain(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	klog.InfoS("Starting csi-goferfs", "version", version(), "endpoint", c.endpoint,
-		"nodeID", c.nodeID, "root", c.root, "services", c.services)
+		"nodeID", c.nodeID, "root", c.root, "services", c.services, "metricsAddress", c.metrics)
 	if err := d.Run(ctx, c.endpoint); err != nil {
 		klog.ErrorS(err, "csi-goferfs stopped with an error")
 		klog.Flush()

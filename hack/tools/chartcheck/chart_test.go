@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -232,5 +233,40 @@ func TestOptionalSidecars(t *testing.T) {
 	}
 	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
 		t.Error("a pod without the provisioner must not mount an API token")
+	}
+}
+
+// TestMetricsPort: the driver serves metrics on the port the container
+// declares, and neither the flag nor the port is there when disabled.
+func TestMetricsPort(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		port int32
+	}{
+		{"defaults", nil, 9810},
+		{"host network", []string{"-f", chartDir + "/ci/capacity-values.yaml"}, 29810},
+		{"disabled", []string{"-f", chartDir + "/ci/no-provisioner-values.yaml"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := &nodeDaemonSet(t, mustCheck(t, tc.args...)).Spec.Template.Spec
+			plugin := container(t, spec, "csi-goferfs")
+			var declared int32
+			for _, p := range plugin.Ports {
+				if p.Name == "metrics" {
+					declared = p.ContainerPort
+				}
+			}
+			hasFlag := slices.ContainsFunc(plugin.Args, func(a string) bool { return strings.HasPrefix(a, "--metrics-address=") })
+			if tc.port == 0 {
+				if hasFlag || declared != 0 {
+					t.Errorf("metrics disabled, but args %v and port %d", plugin.Args, declared)
+				}
+				return
+			}
+			if got := argValue(t, plugin.Args, "--metrics-address="); got != fmt.Sprintf(":%d", tc.port) || declared != tc.port {
+				t.Errorf("--metrics-address=%s and container port %d, want both %d", got, declared, tc.port)
+			}
+		})
 	}
 }
