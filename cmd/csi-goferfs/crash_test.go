@@ -139,24 +139,24 @@ func TestGracefulStop_SIGTERMWritesBackBufferedData(t *testing.T) {
 	}
 }
 
-// firstOpen retries creating path until it works or timeout passes, and
-// returns when it first worked. Before the restore the target is a dead
-// FUSE mount (ENOTCONN) or an empty directory of the host.
+// firstOpen waits until the directory of path is a live FUSE mount again
+// and a create through it works, or timeout passes, and returns when it
+// first worked. It never creates anything before the mount is back: the
+// file would land in the host directory under the mount point.
 func firstOpen(path string, timeout time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(timeout)
+	var err error
 	for {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-		if err == nil {
-			f.Close()
-			var st syscall.Statfs_t
-			// Only an open through the restored FUSE mount counts.
-			if serr := syscall.Statfs(path, &st); serr == nil && st.Type == fuseSuperMagic {
+		var st syscall.Statfs_t
+		if err = syscall.Statfs(filepath.Dir(path), &st); err == nil && st.Type == fuseSuperMagic {
+			var f *os.File
+			if f, err = os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644); err == nil {
+				f.Close()
 				return time.Now(), nil
 			}
-			os.Remove(path)
 		}
 		if time.Now().After(deadline) {
-			return time.Time{}, err
+			return time.Time{}, fmt.Errorf("no live mount after %v: %v", timeout, err)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
