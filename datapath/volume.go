@@ -135,6 +135,7 @@ func MountFS(be backend.FS, mountpoint string, opts Options) (*Volume, error) {
 	if wantPassthrough {
 		v.passthrough.Store(probePassthrough(server))
 	}
+	setKernelReadahead(mountpoint)
 	klog.V(2).InfoS("Mounted volume", "mountpoint", mountpoint, "mode", opts.Mode,
 		"passthrough", v.passthrough.Load(), "writebackCache", v.writebackCache)
 	return v, nil
@@ -168,6 +169,9 @@ func (v *Volume) mountOptions() fuse.MountOptions {
 		FsName:     name,
 		Name:       "goferfs",
 		MaxWrite:   maxRequest,
+		// Let the kernel read ahead as far as one request reaches
+		// (see setKernelReadahead for the bdi limit that also applies).
+		MaxReadAhead: maxRequest,
 		// The daemon is root in every supported setup: mount(2)
 		// directly, and fall back to fusermount3 if that fails.
 		DirectMount: true,

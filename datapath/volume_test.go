@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -76,5 +77,22 @@ func TestMount_RejectsBadInput(t *testing.T) {
 	}
 	if _, err := Mount(dir, dir+"/mnt-missing", Options{Mode: "bogus"}); err == nil {
 		t.Error("mount with an unknown mode succeeded")
+	}
+}
+
+// TestMount_RaisesKernelReadahead: the kernel starts FUSE mounts at 128 KiB
+// of readahead; cold sequential reads through its page cache need more.
+func TestMount_RaisesKernelReadahead(t *testing.T) {
+	tv := mountTest(t, Options{Mode: Exclusive, ForcePageCache: true})
+	var st unix.Stat_t
+	if err := unix.Stat(tv.mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	if err != nil {
+		t.Skipf("needs /sys/class/bdi: %v", err)
+	}
+	if got := strings.TrimSpace(string(b)); got != fmt.Sprint(kernelReadahead>>10) {
+		t.Fatalf("read_ahead_kb = %s, want %d", got, kernelReadahead>>10)
 	}
 }
