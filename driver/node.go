@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
@@ -99,6 +100,12 @@ func (d *Driver) stage(id, path string, p volumeParams) error {
 	}
 	if owner := d.pathOwner(path); owner != "" {
 		return status.Errorf(codes.FailedPrecondition, "staging_target_path %s is in use by volume %s", path, owner)
+	}
+	d.mu.Lock()
+	managed, owner := d.nestedPathLocked(path)
+	d.mu.Unlock()
+	if managed != "" {
+		return status.Errorf(codes.InvalidArgument, "staging_target_path %s overlaps %s of volume %s", path, managed, owner)
 	}
 	dir, err := d.existingVolumeDir(id)
 	if err != nil {
@@ -310,6 +317,9 @@ func (d *Driver) checkPublishable(st *stagedVolume, target string, want publishe
 	if owner := d.pathOwnerLocked(target); owner != "" {
 		return false, status.Errorf(codes.AlreadyExists, "target_path %s is in use by volume %s", target, owner)
 	}
+	if managed, owner := d.nestedPathLocked(target); managed != "" {
+		return false, status.Errorf(codes.InvalidArgument, "target_path %s overlaps %s of volume %s", target, managed, owner)
+	}
 	for other, t := range st.targets {
 		if want.AccessMode == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER ||
 			t.AccessMode == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER {
@@ -342,6 +352,11 @@ func (d *Driver) unpublish(id, target string) error {
 		klog.InfoS("Volume is not published here; leaving the other volume's mount alone",
 			"volumeID", id, "path", target, "owner", owner)
 		return nil
+	}
+	if d.stagingPath(id) == target {
+		// Unmounting it would end the volume's FUSE session while the
+		// volume is still staged.
+		return status.Errorf(codes.InvalidArgument, "target_path %s is the staging path of volume %s", target, id)
 	}
 	if err := mount.CleanupMountPoint(target, d.mount, true); err != nil {
 		return status.Errorf(codes.Internal, "clean up target_path %s: %v", target, err)
@@ -376,6 +391,32 @@ func (d *Driver) pathOwner(path string) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.pathOwnerLocked(path)
+}
+
+// nestedPathLocked returns a path the node manages (a staging path or a
+// target) that contains path or lies inside it, and its volume; "" if none.
+// Nested mount points would make one volume's unmount fail on, or hide,
+// another's, and creating a mount point inside a FUSE volume writes into a
+// user's data.
+//
+// Preconditions:
+//   - d.mu is held.
+func (d *Driver) nestedPathLocked(path string) (managed, owner string) {
+	inside := func(a, b string) bool { // a strictly inside b
+		return strings.HasPrefix(a, b+"/") || (b == "/" && a != "/")
+	}
+	for id, st := range d.staged {
+		paths := []string{st.path}
+		for t := range st.targets {
+			paths = append(paths, t)
+		}
+		for _, m := range paths {
+			if inside(path, m) || inside(m, path) {
+				return m, id
+			}
+		}
+	}
+	return "", ""
 }
 
 func (d *Driver) pathOwnerLocked(path string) string {

@@ -90,6 +90,9 @@ func absPath(field, path string) (string, error) {
 	if !filepath.IsAbs(path) {
 		return "", status.Errorf(codes.InvalidArgument, "%s %q must be an absolute path", field, path)
 	}
+	if strings.ContainsRune(path, 0) {
+		return "", status.Errorf(codes.InvalidArgument, "%s %q contains a NUL byte", field, path)
+	}
 	return filepath.Clean(path), nil
 }
 
