@@ -29,6 +29,10 @@ func tempName(parent *node) string {
 	return parent.childName(".goferfs-new-" + hex.EncodeToString(b[:]))
 }
 
+// daemonUID and daemonGID are who the daemon creates files as; they do not
+// change while it runs, so creates need not ask the kernel each time.
+var daemonUID, daemonGID = uint32(unix.Geteuid()), uint32(unix.Getegid())
+
 // owner is who a new file must belong to.
 type owner struct {
 	uid, gid int // gid -1: keep what the kernel chose (set-group-ID parent)
@@ -41,12 +45,11 @@ func (v *Volume) ownerFor(ctx context.Context, parent *node) (owner, bool, error
 	if !ok {
 		return owner{}, false, nil
 	}
-	euid, egid := uint32(unix.Geteuid()), uint32(unix.Getegid())
-	if caller.Uid == euid && caller.Gid == egid {
+	if caller.Uid == daemonUID && caller.Gid == daemonGID {
 		return owner{}, false, nil
 	}
 	o := owner{uid: int(caller.Uid), gid: int(caller.Gid)}
-	if caller.Gid != egid {
+	if caller.Gid != daemonGID {
 		pa, err := v.fs.Lstat(parent.name())
 		if err != nil {
 			return owner{}, false, err
