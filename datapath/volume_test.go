@@ -23,11 +23,11 @@ func abortSession(t *testing.T, mnt string) {
 	if _, err := os.Stat(ctl); errors.Is(err, os.ErrNotExist) {
 		// Not every machine mounts the FUSE control file system.
 		if err := unix.Mount("fusectl", fusectl, "fusectl", 0, ""); err != nil && err != unix.EBUSY {
-			t.Skipf("needs the fusectl file system at %s: %v", fusectl, err)
+			t.Skipf("requires the kernel FUSE control file system at %s; mounting it failed: %v", fusectl, err)
 		}
 	}
 	if err := os.WriteFile(ctl, []byte("1"), 0); err != nil {
-		t.Skipf("needs the fusectl file system at /sys/fs/fuse/connections: %v", err)
+		t.Skipf("requires the kernel FUSE control file system at /sys/fs/fuse/connections: %v", err)
 	}
 }
 
@@ -90,7 +90,7 @@ func TestMount_RaisesKernelReadahead(t *testing.T) {
 	}
 	b, err := os.ReadFile(fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev)))
 	if err != nil {
-		t.Skipf("needs /sys/class/bdi: %v", err)
+		t.Skipf("requires sysfs /sys/class/bdi to read the kernel readahead: %v", err)
 	}
 	if got := strings.TrimSpace(string(b)); got != fmt.Sprint(kernelReadahead>>10) {
 		t.Fatalf("read_ahead_kb = %s, want %d", got, kernelReadahead>>10)

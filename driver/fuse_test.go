@@ -69,7 +69,7 @@ func abort(t *testing.T, ns *nodeServer, staging string) {
 	}
 	ctl := fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", unix.Minor(st.Dev))
 	if err := os.WriteFile(ctl, []byte("1"), 0); err != nil {
-		t.Skipf("needs fusectl to end a FUSE session: %v", err)
+		t.Skipf("requires the kernel FUSE control file system (fusectl) to end a session; mounting it failed: %v", err)
 	}
 	ns.d.lookup("vol-1").vol.(*datapath.Volume).Wait()
 }

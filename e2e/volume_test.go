@@ -47,7 +47,7 @@ func TestSharedModeAcrossNodes(t *testing.T) {
 	}
 	nodes := c.schedulableNodes()
 	if len(nodes) < 2 {
-		t.Skipf("need two schedulable nodes with the node plugin, have %v", nodes)
+		t.Skipf("requires two schedulable nodes running the node plugin (kind with two workers); have %v", nodes)
 	}
 
 	c.createPVC("seed", "shared", corev1.ReadWriteMany)
