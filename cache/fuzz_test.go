@@ -143,8 +143,10 @@ func expectedError(err error) bool {
 func (m *modelFile) apply(op byte, off, n int64, arg byte) (string, error) {
 	f := m.f
 	switch op {
-	case 0, 1:
+	case 0:
 		return "read", m.checkRead(f.Read, off, n, true)
+	case 1:
+		return "readPinned", m.checkRead(m.readPinned, off, n, true)
 	case 2:
 		return "readDirect", m.checkRead(func(p []byte, off int64, _ *Readahead) (int, error) {
 			return f.ReadDirect(p, off)
@@ -223,6 +225,28 @@ func (m *modelFile) apply(op byte, off, n int64, arg byte) (string, error) {
 		}
 		return "close", err
 	}
+}
+
+// readPinned reads through ReadPinned, falling back to Read on a miss as
+// the data path does.
+func (m *modelFile) readPinned(p []byte, off int64, ra *Readahead) (int, error) {
+	pn, ok := m.f.ReadPinned(nil, off, len(p), ra)
+	if !ok {
+		return m.f.Read(p, off, ra)
+	}
+	got := 0
+	for _, s := range pn.Slices() {
+		got += copy(p[got:], s)
+	}
+	if got != pn.Len() {
+		pn.Release()
+		return got, errors.New("pinned slices do not add up to Len")
+	}
+	pn.Release()
+	if got < len(p) {
+		return got, io.EOF
+	}
+	return got, nil
 }
 
 // checkRead reads and compares with the model; without faults the read

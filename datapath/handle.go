@@ -138,6 +138,9 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	case h.direct():
 		n, err = h.cache.ReadDirect(dest, off) // R4
 	default:
+		if r, ok := pinnedRead(h.cache, off, len(dest), &h.ra); ok {
+			return r, 0 // R5, served from cached pages without a copy
+		}
 		n, err = h.cache.Read(dest, off, &h.ra) // R5, R6
 	}
 	if n > 0 || err == nil {
