@@ -101,13 +101,21 @@ func (h *handle) direct() bool { return h.flags&unix.O_DIRECT != 0 }
 func (h *handle) syncWrites() bool { return h.flags&(unix.O_SYNC|unix.O_DSYNC) != 0 }
 
 // fuseFlags returns the FOPEN_* flags of the open reply. A passthrough
-// handle needs none: go-fuse adds FOPEN_PASSTHROUGH, and the kernel does
-// the I/O on the backing file, coherent with every other user of it.
+// handle needs no caching flags: go-fuse adds FOPEN_PASSTHROUGH, and the
+// kernel does the I/O on the backing file, coherent with every other user
+// of it.
 func (h *handle) fuseFlags() uint32 {
-	if h.host >= 0 {
-		return 0
+	var flags uint32
+	if !h.node.vol.opts.Mode.flushesOnClose() {
+		// Flush would do nothing (S5): spare close(2) the round trip.
+		// The kernel ignores this under its writeback cache, which
+		// still needs FLUSH to write its dirty pages on close.
+		flags |= fuse.FOPEN_NOFLUSH
 	}
-	return h.node.vol.opts.Mode.openFlags()
+	if h.host >= 0 {
+		return flags
+	}
+	return flags | h.node.vol.opts.Mode.openFlags()
 }
 
 var (

@@ -244,14 +244,24 @@ func TestRule_S5_CloseFlushesRemoteExceptExclusive(t *testing.T) {
 	for _, v := range allVariants() {
 		t.Run(v.name, func(t *testing.T) {
 			var cfs *countingFS
-			tv := mountTestFS(t, v.opts, func(be backend.FS) backend.FS {
+			ops := &opCounter{}
+			opts := v.opts
+			opts.Observer = ops
+			tv := mountTestFS(t, opts, func(be backend.FS) backend.FS {
 				cfs = &countingFS{FS: be}
 				return cfs
 			})
 			writeFile(t, tv.path("f"), "x")
+			readFile(t, tv.path("f"))
 			flushes := cfs.flushes.Load()
 			if v.opts.Mode == Exclusive && flushes != 0 {
 				t.Fatalf("exclusive close flushed the remote %d times, want 0", flushes)
+			}
+			// Exclusive opens say FOPEN_NOFLUSH, so close(2) costs no
+			// round trip; only the kernel's writeback cache still
+			// sends FLUSH, to write its dirty pages first.
+			if n := ops.count(OpFlush); v.opts.Mode == Exclusive && !tv.vol.writebackCache && n != 0 {
+				t.Fatalf("the kernel sent %d FLUSH requests for exclusive closes, want 0", n)
 			}
 			if v.opts.Mode != Exclusive && flushes == 0 {
 				t.Fatal("close did not flush the remote handle")
