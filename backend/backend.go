@@ -89,6 +89,26 @@ type File interface {
 	Removexattr(attr string) error
 }
 
+// DirOpener is an FS that can list a directory and look up its entries
+// through one handle of it. READDIRPLUS looks up every entry it lists;
+// with a Dir that costs one call per entry instead of resolving the
+// directory's path again each time.
+type DirOpener interface {
+	OpenDir(name string) (Dir, error)
+}
+
+// Dir is one open directory of an FS.
+type Dir interface {
+	// ReadDir lists the directory from its start, without "." and "..".
+	ReadDir() ([]DirEntry, error)
+	// Lstat returns the attributes of the entry base, a single path
+	// component; a symbolic link is not followed.
+	Lstat(base string) (Attr, error)
+	// Sync makes the directory's entries durable (fsync of a directory).
+	Sync() error
+	Close() error
+}
+
 // HostFile is a File with a kernel file descriptor that the kernel can use
 // for I/O itself (the "host FD": FUSE passthrough).
 type HostFile interface {

@@ -143,20 +143,6 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	return n.errno(n.vol.fs.Rename(n.childName(name), np.childName(newName), flags))
 }
 
-var _ fs.NodeReaddirer = (*node)(nil)
-
-func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
-	entries, err := n.vol.fs.ReadDir(n.name())
-	if err != nil {
-		return nil, n.errno(err)
-	}
-	list := make([]fuse.DirEntry, len(entries))
-	for i, e := range entries {
-		list[i] = fuse.DirEntry{Name: e.Name, Mode: e.Mode, Ino: n.vol.ino(e.Ino)}
-	}
-	return fs.NewListDirStream(list), 0
-}
-
 var _ fs.NodeStatfser = (*node)(nil)
 
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {

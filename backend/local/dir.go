@@ -1,20 +1,45 @@
 package local
 
 import (
+	"strings"
+
 	"github.com/csi-goferfs/csi-goferfs/backend"
 	"golang.org/x/sys/unix"
 )
 
 func (r *Root) ReadDir(name string) ([]backend.DirEntry, error) {
+	d, err := r.OpenDir(name)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.ReadDir()
+}
+
+var _ backend.DirOpener = (*Root)(nil)
+
+// OpenDir opens the directory name beneath the root. Its entries are then
+// looked up relative to that descriptor: a single component cannot leave
+// the directory, so this is as confined as resolving each full name.
+func (r *Root) OpenDir(name string) (backend.Dir, error) {
 	fd, err := openBeneath(r.fd, name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer unix.Close(fd)
+	return &dir{fd: fd}, nil
+}
+
+// dir is an open directory of a Root.
+type dir struct{ fd int }
+
+func (d *dir) ReadDir() ([]backend.DirEntry, error) {
+	if _, err := unix.Seek(d.fd, 0, 0); err != nil {
+		return nil, err
+	}
 	var entries []backend.DirEntry
 	buf := make([]byte, 32<<10)
 	for {
-		n, err := unix.Getdents(fd, buf)
+		n, err := unix.Getdents(d.fd, buf)
 		if err == unix.EINTR {
 			continue
 		}
@@ -27,6 +52,21 @@ func (r *Root) ReadDir(name string) ([]backend.DirEntry, error) {
 		entries = parseDirents(buf[:n], entries)
 	}
 }
+
+func (d *dir) Lstat(base string) (backend.Attr, error) {
+	if base == "" || base == "." || base == ".." || strings.ContainsAny(base, "/\x00") {
+		return backend.Attr{}, unix.EINVAL
+	}
+	var stx unix.Statx_t
+	if err := unix.Statx(d.fd, base, unix.AT_SYMLINK_NOFOLLOW, statxMask, &stx); err != nil {
+		return backend.Attr{}, err
+	}
+	return attrFromStatx(&stx), nil
+}
+
+func (d *dir) Sync() error { return unix.Fsync(d.fd) }
+
+func (d *dir) Close() error { return unix.Close(d.fd) }
 
 // parseDirents appends the linux_dirent64 records in buf to entries,
 // skipping "." and "..", which the FUSE layer supplies itself.

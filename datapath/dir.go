@@ -1,0 +1,123 @@
+package datapath
+
+import (
+	"context"
+	"sync"
+	"syscall"
+
+	"github.com/csi-goferfs/csi-goferfs/backend"
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// dirHandle is one open directory. It lists the directory once per pass
+// and, for READDIRPLUS, looks up each listed entry through the same open
+// directory when the remote offers one (backend.DirOpener), instead of
+// resolving the directory's path again for every entry.
+type dirHandle struct {
+	node *node
+	dir  backend.Dir // nil when the remote has no DirOpener
+
+	mu      sync.Mutex
+	entries []fuse.DirEntry // the current pass; nil before the first read
+	pos     int             // index of the next entry to return
+}
+
+var (
+	_ fs.NodeOpendirHandler = (*node)(nil)
+	_ fs.FileReaddirenter   = (*dirHandle)(nil)
+	_ fs.FileSeekdirer      = (*dirHandle)(nil)
+	_ fs.FileLookuper       = (*dirHandle)(nil)
+	_ fs.FileFsyncdirer     = (*dirHandle)(nil)
+	_ fs.FileReleasedirer   = (*dirHandle)(nil)
+)
+
+func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	h := &dirHandle{node: n}
+	if do, ok := n.vol.fs.(backend.DirOpener); ok {
+		d, err := do.OpenDir(n.name())
+		if err != nil {
+			return nil, 0, n.errno(err)
+		}
+		h.dir = d
+	}
+	return h, 0, 0
+}
+
+// list reads the directory from its start.
+func (h *dirHandle) list() syscall.Errno {
+	var entries []backend.DirEntry
+	var err error
+	if h.dir != nil {
+		entries, err = h.dir.ReadDir()
+	} else {
+		entries, err = h.node.vol.fs.ReadDir(h.node.name())
+	}
+	if err != nil {
+		return h.node.errno(err)
+	}
+	h.entries = make([]fuse.DirEntry, len(entries))
+	for i, e := range entries {
+		h.entries[i] = fuse.DirEntry{Name: e.Name, Mode: e.Mode, Ino: h.node.vol.ino(e.Ino), Off: uint64(i + 1)}
+	}
+	h.pos = 0
+	return 0
+}
+
+func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.entries == nil {
+		if errno := h.list(); errno != 0 {
+			return nil, errno
+		}
+	}
+	if h.pos >= len(h.entries) {
+		return nil, 0
+	}
+	e := h.entries[h.pos]
+	h.pos++
+	return &e, 0
+}
+
+// Seekdir moves to the entry after offset off. Offset 0 is rewinddir(3),
+// which must show the directory as it is now, so it lists it again.
+func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if off == 0 || h.entries == nil {
+		if errno := h.list(); errno != 0 {
+			return errno
+		}
+	}
+	h.pos = int(min(off, uint64(len(h.entries))))
+	return 0
+}
+
+// Lookup is READDIRPLUS's lookup of an entry just listed: the same as
+// node.Lookup, with the attributes read through the open directory.
+func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if h.dir == nil {
+		return h.node.Lookup(ctx, name, out)
+	}
+	a, err := h.dir.Lstat(name)
+	if err != nil {
+		return nil, h.node.errno(err)
+	}
+	return h.node.newChild(ctx, &a, out), 0
+}
+
+// Fsyncdir makes the directory's entries durable on the remote (S4 for
+// directories: a database's fsync of its directory after a rename).
+func (h *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
+	if h.dir == nil {
+		return syscall.ENOTSUP
+	}
+	return h.node.errno(h.dir.Sync())
+}
+
+func (h *dirHandle) Releasedir(ctx context.Context, flags uint32) {
+	if h.dir != nil {
+		h.dir.Close()
+	}
+}
