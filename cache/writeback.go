@@ -306,3 +306,32 @@ func (f *File) evictableLocked(pg *page) bool {
 	seg, ok := f.pages.Find(pg.off)
 	return ok && seg.Value == pg && f.mapped.containing(pg.off) == nil
 }
+
+// Allocate runs change, a remote call that rewrites [off, off+length)
+// behind the cache's back (fallocate: punching a hole, zeroing a range,
+// preallocating), and keeps the cache coherent with it: dirty pages there
+// are written back and every page there is dropped first, so no later
+// read or writeback serves or restores the old bytes, and unless keepSize
+// the sizes grow to cover the range. If the writeback fails, change is
+// not run.
+func (f *File) Allocate(off, length int64, keepSize bool, change func() error) error {
+	r, err := checkRange(off, length)
+	if err != nil {
+		return err
+	}
+	f.ioMu.Lock()
+	defer f.ioMu.Unlock()
+	if err := f.dropRangeLocked(r); err != nil {
+		return err
+	}
+	if err := change(); err != nil {
+		return err
+	}
+	if !keepSize {
+		f.mu.Lock()
+		f.size = max(f.size, r.End)
+		f.remoteSize = max(f.remoteSize, r.End)
+		f.mu.Unlock()
+	}
+	return nil
+}

@@ -115,8 +115,11 @@ func (h *handle) fuseFlags() uint32 {
 	if h.host >= 0 {
 		return flags
 	}
-	return flags | h.node.vol.opts.Mode.openFlags()
+	return flags | h.node.vol.opts.Mode.openFlags(h.readOnly())
 }
+
+// readOnly tells whether the file was opened for reading only.
+func (h *handle) readOnly() bool { return h.flags&unix.O_ACCMODE == unix.O_RDONLY }
 
 var (
 	_ fs.FilePassthroughFder = (*handle)(nil)
@@ -231,7 +234,17 @@ func (h *handle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
 }
 
 func (h *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
-	return h.errno(h.f.Allocate(mode, int64(off), int64(size)))
+	change := func() error { return h.f.Allocate(mode, int64(off), int64(size)) }
+	if h.cache == nil {
+		return h.errno(change())
+	}
+	// A punched hole or zeroed range must not be served, or written back,
+	// from pages cached before it.
+	keepSize := mode&unix.FALLOC_FL_KEEP_SIZE != 0
+	if err := h.cache.Allocate(int64(off), int64(size), keepSize, change); err != nil {
+		return h.errno(err)
+	}
+	return 0
 }
 
 // Lseek answers SEEK_DATA and SEEK_HOLE (the kernel resolves the other

@@ -79,6 +79,24 @@ func TestRule_M2_WritethroughRefusesSharedWritableMappingWithoutHostFD(t *testin
 	if _, err := mmapShared(t, tv.path("f"), unix.PROT_READ|unix.PROT_WRITE); err != unix.ENODEV {
 		t.Fatalf("MAP_SHARED writable: %v, want ENODEV", err)
 	}
+	// A read-only shared mapping of a file opened read-only is allowed,
+	// and it sees a write made through another open file at once.
+	ro, err := mmapShared(t, tv.path("f"), unix.PROT_READ)
+	if err != nil {
+		t.Fatalf("MAP_SHARED read-only of a read-only open: %v, want allowed", err)
+	}
+	defer unix.Munmap(ro)
+	if got, err := copyFromMapping(ro, 0, 4); err != nil || string(got) != "\x00\x00\x00\x00" {
+		t.Fatalf("mapping shows %q (%v), want zeros", got, err)
+	}
+	w := openT(t, tv.path("f"), os.O_RDWR)
+	if _, err := w.WriteAt([]byte("NEW!"), 0); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if got, err := copyFromMapping(ro, 0, 4); err != nil || string(got) != "NEW!" {
+		t.Fatalf("read-only mapping shows %q (%v) after a write through another file, want NEW!", got, err)
+	}
 	m, err := mmapPrivate(t, tv.path("f"))
 	if err != nil {
 		t.Fatalf("MAP_PRIVATE: %v, want allowed", err)

@@ -57,14 +57,25 @@ func (m Mode) usesWritebackCache(passthrough bool) bool {
 // writes back and invalidates overlapping cached pages around direct I/O
 // (R4, W3).
 //
-// Writethrough and shared use direct I/O, so every write reaches the remote
-// before it returns (W4, W7) and shared reads always see the remote (R3).
-// It also makes the kernel refuse MAP_SHARED mappings with ENODEV, which is
-// M3 exactly and M2 with one difference the FUSE protocol forces (M4):
-// writethrough also refuses read-only shared mappings, because the kernel
-// cannot refuse only the writable ones. Private mappings are allowed.
-func (m Mode) openFlags() uint32 {
-	if m == Exclusive {
+// Writethrough and shared open writable files with direct I/O, so every
+// write reaches the remote before it returns (W4, W7) and shared reads
+// always see the remote (R3). It also makes the kernel refuse MAP_SHARED
+// mappings with ENODEV, which is M3 exactly and M2 for writable files.
+//
+// A writethrough file opened read-only cannot be written through, nor
+// mapped shared and writable, so it may use the kernel page cache: warm
+// re-reads then cost what a local file's do, and a read-only MAP_SHARED
+// mapping works, as M2 allows. The kernel keeps those pages coherent with
+// the rest of the mount itself: it drops an inode's cached pages around a
+// direct-I/O write to them (Linux 6.6 and later) and around fallocate, and
+// when the attributes it refreshes every second show a change made
+// elsewhere (FUSE_AUTO_INVAL_DATA); the daemon's cache drops its own pages
+// on fallocate (cache.File.Allocate). The one difference the FUSE protocol forces
+// (M4): a read-only MAP_SHARED mapping of a file opened read-write is
+// refused too, because the kernel cannot refuse only writable mappings of
+// a direct-I/O file.
+func (m Mode) openFlags(readOnly bool) uint32 {
+	if m == Exclusive || m == WriteThrough && readOnly {
 		return fuse.FOPEN_KEEP_CACHE
 	}
 	return fuse.FOPEN_DIRECT_IO
