@@ -109,6 +109,13 @@ type Dir interface {
 	Close() error
 }
 
+// Prefetcher is a File that can start reading a range in the background,
+// so that a later ReadAt of it does not wait for the remote. Prefetch is a
+// hint: it does not block and reports no error.
+type Prefetcher interface {
+	Prefetch(off, length int64)
+}
+
 // HostFile is a File with a kernel file descriptor that the kernel can use
 // for I/O itself (the "host FD": FUSE passthrough).
 type HostFile interface {

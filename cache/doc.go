@@ -60,6 +60,8 @@
 //	  File.mu
 //	    Budget.mu
 //	Readahead.mu (a leaf, taken alone)
+//	pageMemory.mu (a leaf: page memory is taken and returned under any
+//	of the above)
 //
 // A goroutine holds at most one File.ioMu and at most one File.mu, but the
 // two may belong to different files: a fill holding its File's ioMu may

@@ -236,12 +236,27 @@ func (f *File) fillCopyLocked(dst []byte, x uint64, req, opt Range, window uint6
 	}
 	buf, got, err := f.fillLocked(fill)
 	f.counters.countFill(fill, req, got)
+	if err == nil && got == fill.Len() && window > f.minRA {
+		f.prefetch(fill.End, window)
+	}
 	var n uint64
 	if fill.Start+got > x {
 		n = uint64(copy(dst, buf[x-fill.Start:got]))
 	}
 	putBuf(buf)
 	return n, err
+}
+
+// prefetch asks a Prefetcher remote for the window after a sequential
+// stream's fill, up to the remote size.
+//
+// Preconditions: f.ioMu is locked.
+func (f *File) prefetch(off, window uint64) {
+	p, ok := f.remote.(Prefetcher)
+	if !ok || off >= f.remoteSize {
+		return
+	}
+	p.Prefetch(int64(off), int64(min(window, f.remoteSize-off)))
 }
 
 // reserveFill widens req toward opt by the readahead window (R6) and
@@ -276,11 +291,13 @@ func (f *File) fillLocked(fill Range) ([]byte, uint64, error) {
 	if sz := f.size; fill.Start+whole > sz {
 		clear(buf[max(sz, fill.Start)-fill.Start : whole])
 	}
+	segs := make([]Segment[*page], 0, whole/PageSize)
 	for o := fill.Start; o < fill.Start+whole; o += PageSize {
 		pg := newPage(f, o)
 		copy(pg.data[:], buf[o-fill.Start:])
-		f.pages.Insert(pg.rng(), pg)
+		segs = append(segs, Segment[*page]{pg.rng(), pg})
 	}
+	f.pages.InsertGap(segs)
 	f.linkRangeLocked(Range{fill.Start, fill.Start + whole})
 	f.mu.Unlock()
 	if rest := fill.Len() - whole; rest > 0 {

@@ -35,17 +35,15 @@ func (p *page) touch() {
 	}
 }
 
-var pageDataPool = sync.Pool{New: func() any { return new([PageSize]byte) }}
-
 func newPage(f *File, off uint64) *page {
-	return &page{data: pageDataPool.Get().(*[PageSize]byte), file: f, off: off}
+	return &page{data: pages.get(), file: f, off: off}
 }
 
 // free returns p's memory to the pool.
 //
 // Preconditions: p has been removed from its File and Budget.
 func (p *page) free() {
-	pageDataPool.Put(p.data)
+	pages.put(p.data)
 	p.data = nil
 }
 

@@ -193,6 +193,47 @@ func (s *Set[V]) insertNode(seg Segment[V]) *node[V] {
 	return n
 }
 
+// InsertGap inserts segs, which must be non-empty ranges, sorted,
+// disjoint, and all inside one gap of s, merging equal neighbours as
+// Insert does. It finds the gap once and then links each node after the
+// previous one, where calling Insert per segment would search the whole
+// list each time: a fill adds a window of hundreds of pages at once.
+func (s *Set[V]) InsertGap(segs []Segment[V]) {
+	if len(segs) == 0 {
+		return
+	}
+	s.init()
+	var update [maxLevel]*node[V]
+	s.preds(segs[0].Start, &update)
+	for _, sg := range segs {
+		if prev := update[0]; prev != &s.head && prev.seg.End == sg.Start && prev.seg.Value == sg.Value {
+			prev.seg.End = sg.End
+			continue
+		}
+		lvl := s.randomLevel()
+		for ; s.level < lvl; s.level++ {
+			update[s.level] = &s.head
+		}
+		n := &node[V]{seg: sg}
+		if lvl == 1 {
+			n.next = n.next1[:]
+		} else {
+			n.next = make([]*node[V], lvl)
+		}
+		for i := range lvl {
+			n.next[i] = update[i].next[i]
+			update[i].next[i] = n
+			update[i] = n
+		}
+		s.count++
+	}
+	last := update[0]
+	if nx := last.next[0]; nx != nil && nx.seg.Start == last.seg.End && nx.seg.Value == last.seg.Value {
+		last.seg.End = nx.seg.End
+		s.deleteStarts(Range{nx.seg.Start, nx.seg.Start + 1})
+	}
+}
+
 // deleteStarts unlinks every node whose Start lies in r.
 func (s *Set[V]) deleteStarts(r Range) {
 	var update [maxLevel]*node[V]

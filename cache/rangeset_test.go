@@ -100,7 +100,7 @@ func TestSetAgainstNaiveModel(t *testing.T) {
 				r.End = uint64(len(m.v))
 			}
 			v := rng.IntN(3)
-			switch rng.IntN(5) {
+			switch rng.IntN(6) {
 			case 0, 1:
 				s.Set(r, v)
 				m.set(r, v)
@@ -129,6 +129,22 @@ func TestSetAgainstNaiveModel(t *testing.T) {
 				if s.Covered(r) == 0 {
 					s.Insert(r, v)
 					m.set(r, v)
+				}
+			case 5:
+				// InsertGap: r cut into pieces (some adjacent, some
+				// not, values often equal, to exercise merging).
+				if s.Covered(r) != 0 {
+					break
+				}
+				var segs []Segment[int]
+				for x := r.Start; x < r.End; {
+					end := min(r.End, x+1+uint64(rng.IntN(4)))
+					segs = append(segs, Segment[int]{Range{x, end}, rng.IntN(2)})
+					x = end + uint64(rng.IntN(2))
+				}
+				s.InsertGap(segs)
+				for _, sg := range segs {
+					m.set(sg.Range, sg.Value)
 				}
 			}
 			checkAgainstModel(t, &s, &m, round*1000+step)

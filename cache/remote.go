@@ -19,6 +19,18 @@ type Remote interface {
 	Size() (int64, error)
 }
 
+// Prefetcher is a Remote that can start reading a range in the background
+// (the host's readahead into a local backing file's page cache, or
+// pipelined reads from a network server). A sequential stream prefetches
+// the window after each fill, so that the next fill finds its data on the
+// way instead of waiting for a whole remote read: parallel outstanding
+// reads, while fills themselves stay one at a time per file.
+type Prefetcher interface {
+	// Prefetch is a hint: it must not block on the remote, and errors
+	// are ignored (the fill that needs the data will see them).
+	Prefetch(off, length int64)
+}
+
 // Sentinel errors. Errors from the remote are wrapped with %w and keep their
 // identity (errors.Is(err, syscall.EIO) still works).
 var (

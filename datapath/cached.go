@@ -49,6 +49,14 @@ func (r cacheRemote) WriteAt(p []byte, off int64) (int, error) { return r.f.Writ
 func (r cacheRemote) Truncate(size int64) error                { return r.f.Truncate(size) }
 func (r cacheRemote) Sync() error                              { return r.f.Sync(false) }
 
+// Prefetch passes a sequential stream's next window to a remote that can
+// read ahead (cache.Prefetcher).
+func (r cacheRemote) Prefetch(off, length int64) {
+	if p, ok := r.f.(backend.Prefetcher); ok {
+		p.Prefetch(off, length)
+	}
+}
+
 func (r cacheRemote) Size() (int64, error) {
 	a, err := r.f.Stat()
 	return a.Size, err
