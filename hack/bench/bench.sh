@@ -8,25 +8,32 @@
 #
 # Targets: native (the directory itself), csi-goferfs `mount` in each interop
 # mode with and without --force-page-cache, and go-fuse's loopback example
-# (the plain-FUSE peer, with passthrough).
+# (the plain-FUSE peer, with passthrough): `loopback` as it runs by default
+# (no kernel permission checks, a single-user mount) and `loopback-perm`
+# with -allow-other, which turns on default_permissions as csi-goferfs
+# must for pods of many users.
 #
-# Usage: sudo hack/bench/bench.sh [-r ROUNDS] [-t TARGET,...] [-w WORKLOAD,...] [-o OUT.md]
+# Usage: sudo hack/bench/bench.sh [-r ROUNDS] [-t TARGET,...] [-w WORKLOAD,...] [-o OUT.md] [-l LOCKFILE]
+# -l takes an flock(1) lock file around each measurement, so that other
+# mount-heavy jobs on a shared machine run between measurements, not during.
 # Needs root (mounts, drop_caches), fio, tar, and Go.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 
 rounds=3
-targets="native,exclusive,exclusive-fpc,writethrough,writethrough-fpc,shared,shared-fpc,loopback"
+targets="native,exclusive,exclusive-fpc,writethrough,writethrough-fpc,shared,shared-fpc,loopback,loopback-perm"
 workloads="seqwrite,seqread-cold,randread-direct,randread-warm,randwrite-fsync,untar,stat-all,read-all,rm-all"
 out=""
-while getopts "r:t:w:o:" opt; do
+lock=""
+while getopts "r:t:w:o:l:" opt; do
 	case $opt in
 	r) rounds=$OPTARG ;;
 	t) targets=$OPTARG ;;
 	w) workloads=$OPTARG ;;
 	o) out=$OPTARG ;;
-	*) echo "usage: $0 [-r rounds] [-t targets] [-w workloads] [-o out.md]" >&2; exit 2 ;;
+	l) lock=$OPTARG ;;
+	*) echo "usage: $0 [-r rounds] [-t targets] [-w workloads] [-o out.md] [-l lockfile]" >&2; exit 2 ;;
 	esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root (mounts, drop_caches)" >&2; exit 1; }
@@ -60,6 +67,9 @@ start_target() {
 	native) dir=$work/remote; return ;;
 	loopback)
 		"$bin/loopback" "$work/mnt" "$work/remote" >/dev/null 2>&1 &
+		pid=$! ;;
+	loopback-perm)
+		"$bin/loopback" -allow-other "$work/mnt" "$work/remote" >/dev/null 2>&1 &
 		pid=$! ;;
 	*)
 		local mode=${name%-fpc}
@@ -134,6 +144,7 @@ run_workload() {
 	esac
 }
 
+[ -z "$lock" ] || exec 9>"$lock"
 results=$work/results.tsv
 : >"$results"
 IFS=, read -ra T <<<"$targets"
@@ -144,9 +155,11 @@ for round in $(seq "$rounds"); do
 		n=${#T[@]}
 		for i in $(seq 0 $((n - 1))); do
 			t=${T[$(((i + round) % n))]}
+			[ -z "$lock" ] || flock 9
 			start_target "$t"
 			r=$(run_workload "$w")
 			stop_target
+			[ -z "$lock" ] || flock -u 9
 			echo "round $round $w $t: $r" >&2
 			printf '%s\t%s\t%s\n' "$w" "$t" "$r" >>"$results"
 		done
