@@ -11,5 +11,8 @@ hack/verify.sh
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
 
+echo "== benchmarks, one short iteration each (they must keep working; timings are not judged here)"
+go test -short -run '^$' -bench . -benchtime 1x ./cache/ ./datapath/ ./backend/local/
+
 echo "== csi-sanity against 'csi-goferfs serve'"
 hack/sanity.sh
