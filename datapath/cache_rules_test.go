@@ -56,12 +56,13 @@ func mountFaulty(t *testing.T, opts Options) (*testVolume, *faultyFS) {
 }
 
 func TestRule_R5_R6_CachedReadsDoNotAskRemote(t *testing.T) {
-	// Writethrough without a host FD uses direct I/O, so every read
-	// reaches the daemon: what the remote sees is what the cache did.
+	// A writethrough file opened read-write without a host FD uses
+	// direct I/O, so every read reaches the daemon: what the remote sees
+	// is what the cache did.
 	tv, ffs := mountFaulty(t, Options{Mode: WriteThrough, ForcePageCache: true})
 	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 	writeFile(t, tv.remote("f"), string(data))
-	f := openT(t, tv.path("f"), os.O_RDONLY)
+	f := openT(t, tv.path("f"), os.O_RDWR)
 	buf := make([]byte, 4096)
 	for off := 0; off < len(data); off += len(buf) {
 		if _, err := f.ReadAt(buf, int64(off)); err != nil {
@@ -82,6 +83,37 @@ func TestRule_R5_R6_CachedReadsDoNotAskRemote(t *testing.T) {
 	}
 	if warm := ffs.reads.Load() - cold; warm != 0 {
 		t.Errorf("warm re-read asked the remote %d times, want 0", warm)
+	}
+}
+
+// TestRule_R5_WarmReReadsStayInTheKernel checks the opens whose reads the
+// kernel caches without a host FD (exclusive, and writethrough read-only):
+// once a file has been read, reading it again sends the daemon no READ.
+func TestRule_R5_WarmReReadsStayInTheKernel(t *testing.T) {
+	for _, mode := range []Mode{Exclusive, WriteThrough} {
+		t.Run(string(mode), func(t *testing.T) {
+			ops := &opCounter{}
+			tv := mountTest(t, Options{Mode: mode, ForcePageCache: true, Observer: ops})
+			data := bytes.Repeat([]byte("warm"), 1<<18) // 1 MiB
+			writeFile(t, tv.remote("f"), string(data))
+			f := openT(t, tv.path("f"), os.O_RDONLY)
+			buf := make([]byte, len(data))
+			if _, err := f.ReadAt(buf, 0); err != nil {
+				t.Fatal(err)
+			}
+			cold := ops.count(OpRead)
+			if cold == 0 {
+				t.Fatal("the cold read sent no READ: the observer is not counting")
+			}
+			for range 3 {
+				if _, err := f.ReadAt(buf, 0); err != nil || !bytes.Equal(buf, data) {
+					t.Fatalf("warm read: %v", err)
+				}
+			}
+			if warm := ops.count(OpRead) - cold; warm != 0 {
+				t.Fatalf("warm re-reads sent the daemon %d READs, want 0", warm)
+			}
+		})
 	}
 }
 
