@@ -23,6 +23,8 @@ FROM --platform=$BUILDPLATFORM ${GO_IMAGE} AS build
 WORKDIR /src
 # Dependencies first, so a source change does not refetch modules.
 COPY go.mod go.sum ./
+# The patched 9P library the root go.mod replaces (third_party/hugelgupf-p9/PATCHES.md).
+COPY third_party/ third_party/
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG TARGETOS=linux

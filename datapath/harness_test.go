@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/csi-goferfs/csi-goferfs/backend"
-	"github.com/csi-goferfs/csi-goferfs/backend/local"
 )
 
 // requireFUSE skips a test that mounts when the machine cannot: mounting
@@ -54,11 +53,8 @@ func mountTestFS(t testing.TB, opts Options, wrap func(backend.FS) backend.FS) *
 			t.Fatal(err)
 		}
 	}
-	root, err := local.Open(tv.src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var be backend.FS = root
+	root, opts := openRemote(t, tv.src, opts)
+	be := root
 	if wrap != nil {
 		be = wrap(root)
 	}
@@ -83,9 +79,16 @@ type variant struct {
 }
 
 // allVariants lists every mode, each with passthrough and with
-// forcePageCache.
+// forcePageCache. A 9P remote (-remote) has no host FD, so there each mode
+// runs once, with forcePageCache.
 func allVariants() []variant {
 	var vs []variant
+	if *remoteFlag != "" {
+		for _, m := range Modes {
+			vs = append(vs, variant{string(m), Options{Mode: m, ForcePageCache: true}})
+		}
+		return vs
+	}
 	for _, m := range Modes {
 		vs = append(vs,
 			variant{string(m), Options{Mode: m}},

@@ -56,6 +56,9 @@ func alignedBuf(t testing.TB, size int) []byte {
 func requirePassthroughKernel(t testing.TB) {
 	t.Helper()
 	requireFUSE(t)
+	if *remoteFlag != "" {
+		t.Skipf("the %s remote has no host FD, so there is no passthrough", *remoteFlag)
+	}
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
 		t.Fatal(err)

@@ -61,7 +61,7 @@ func (s *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 	}
 	id := volumeIDForName(name)
 	return runLocked(ctx, d, id, func() (*csi.CreateVolumeResponse, error) {
-		m, err := d.createVolume(id, &volumeMeta{Name: name, CapacityBytes: capacity, Params: p}, req.GetCapacityRange())
+		m, err := d.createVolume(ctx, id, &volumeMeta{Name: name, CapacityBytes: capacity, Params: p}, req.GetCapacityRange())
 		if err != nil {
 			return nil, err
 		}
@@ -80,7 +80,7 @@ func (s *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 // The metadata is written before the directory and removed after it, so a
 // directory without metadata was never made by this driver and is neither
 // adopted nor deleted.
-func (d *Driver) createVolume(id string, want *volumeMeta, cr *csi.CapacityRange) (*volumeMeta, error) {
+func (d *Driver) createVolume(ctx context.Context, id string, want *volumeMeta, cr *csi.CapacityRange) (*volumeMeta, error) {
 	if err := d.rootUsable(); err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
@@ -89,6 +89,19 @@ func (d *Driver) createVolume(id string, want *volumeMeta, cr *csi.CapacityRange
 		return nil, status.Errorf(codes.Internal, "read metadata of volume %s: %v", id, err)
 	}
 	switch {
+	case have == nil && want.Params.Backend == Backend9P:
+		exists, err := d.ninepVolumeExists(ctx, id, want.Params)
+		if err != nil {
+			return nil, err
+		}
+		if exists {
+			return nil, status.Errorf(codes.AlreadyExists,
+				"name %q: %s/%s already exists on 9P server %s but was not created by this driver", want.Name, want.Params.Export, id, want.Params.Server)
+		}
+		if err := d.writeMeta(id, want); err != nil {
+			return nil, status.Errorf(codes.Internal, "write metadata of volume %s: %v", id, err)
+		}
+		have = want
 	case have == nil:
 		if _, err := os.Lstat(d.volumeDir(id)); err == nil {
 			return nil, status.Errorf(codes.AlreadyExists,
@@ -108,6 +121,12 @@ func (d *Driver) createVolume(id string, want *volumeMeta, cr *csi.CapacityRange
 			want.Name, have.CapacityBytes)
 	}
 	// A retry after a crash may find the metadata but not the directory.
+	if have.Params.Backend == Backend9P {
+		if err := d.createNinepVolume(ctx, id, have.Params); err != nil {
+			return nil, err
+		}
+		return have, nil
+	}
 	if err := makeVolumeDir(d.volumeDir(id)); err != nil {
 		return nil, status.Errorf(codes.Internal, "create volume %s: %v", id, err)
 	}
@@ -194,7 +213,11 @@ func (s *controllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolu
 			}
 			return &csi.DeleteVolumeResponse{}, nil
 		}
-		if err := os.RemoveAll(d.volumeDir(id)); err != nil {
+		if m.Params.Backend == Backend9P {
+			if err := d.deleteNinepVolume(ctx, id, m.Params); err != nil {
+				return nil, err
+			}
+		} else if err := os.RemoveAll(d.volumeDir(id)); err != nil {
 			return nil, status.Errorf(codes.Internal, "delete volume %s: %v", id, err)
 		}
 		if err := d.removeMeta(id); err != nil {
@@ -207,7 +230,7 @@ func (s *controllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolu
 // ValidateVolumeCapabilities confirms the capabilities a volume can serve.
 // The volume's recorded parameters decide; a volume without metadata (made
 // outside the driver) is judged by the request's volume context.
-func (s *controllerServer) ValidateVolumeCapabilities(_ context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {
+func (s *controllerServer) ValidateVolumeCapabilities(ctx context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {
 	d := s.d
 	id := req.GetVolumeId()
 	if err := checkVolumeID(id); err != nil {
@@ -229,13 +252,21 @@ func (s *controllerServer) ValidateVolumeCapabilities(_ context.Context, req *cs
 	if err != nil {
 		return nil, err
 	}
-	if fi, err := os.Lstat(d.volumeDir(id)); err != nil || !fi.IsDir() {
-		return nil, status.Errorf(codes.NotFound, "volume %s does not exist", id)
-	}
 	p := ctxParams
 	m, err := d.readMeta(id)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "read metadata of volume %s: %v", id, err)
+	}
+	if m != nil && m.Params.Backend == Backend9P {
+		exists, err := d.ninepVolumeExists(ctx, id, m.Params)
+		if err != nil {
+			return nil, err
+		}
+		if !exists {
+			return nil, status.Errorf(codes.NotFound, "volume %s does not exist", id)
+		}
+	} else if fi, err := os.Lstat(d.volumeDir(id)); err != nil || !fi.IsDir() {
+		return nil, status.Errorf(codes.NotFound, "volume %s does not exist", id)
 	}
 	if m != nil {
 		p = m.Params
@@ -260,7 +291,7 @@ func (s *controllerServer) ValidateVolumeCapabilities(_ context.Context, req *cs
 
 // GetCapacity reports the free space of Root, or zero for parameters,
 // capabilities or a topology this node cannot serve.
-func (s *controllerServer) GetCapacity(_ context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
+func (s *controllerServer) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
 	d := s.d
 	p, err := parseParams("parameters", req.GetParameters())
 	if err != nil {
@@ -276,6 +307,13 @@ func (s *controllerServer) GetCapacity(_ context.Context, req *csi.GetCapacityRe
 	}
 	if t := req.GetAccessibleTopology(); t != nil && !d.namedIn([]*csi.Topology{t}) {
 		return &csi.GetCapacityResponse{}, nil
+	}
+	if p.Backend == Backend9P {
+		avail, err := d.ninepCapacity(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		return &csi.GetCapacityResponse{AvailableCapacity: avail}, nil
 	}
 	if err := d.rootUsable(); err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())

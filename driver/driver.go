@@ -38,6 +38,7 @@
 package driver
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -98,6 +99,9 @@ type Config struct {
 	// MetricsAddress is the TCP address ("host:port", ":9810") where Run
 	// serves Prometheus metrics at /metrics. Empty serves none.
 	MetricsAddress string
+	// NinepTLS, if not nil, is the TLS config (client certificate and
+	// trusted CA) for TCP connections to 9P servers. Nil: plain TCP.
+	NinepTLS *tls.Config
 }
 
 // Driver serves the CSI services described by its Config.
@@ -109,6 +113,8 @@ type Driver struct {
 	stateDir string
 	services Services
 	mounter  Mounter
+	// ninepTLSConf is Config.NinepTLS; fixed at New.
+	ninepTLSConf *tls.Config
 	// mount does bind mounts and mount-point checks; tests replace it.
 	mount mount.Interface
 
@@ -156,16 +162,17 @@ func New(cfg Config) (*Driver, error) {
 		cfg.Mounter = FUSEMounter{}
 	}
 	d := &Driver{
-		name:        cfg.Name,
-		version:     cfg.Version,
-		nodeID:      cfg.NodeID,
-		root:        filepath.Clean(cfg.Root),
-		stateDir:    cfg.StateDir,
-		services:    cfg.Services,
-		mounter:     cfg.Mounter,
-		mount:       mount.New(""),
-		staged:      make(map[string]*stagedVolume),
-		metricsAddr: cfg.MetricsAddress,
+		name:         cfg.Name,
+		version:      cfg.Version,
+		nodeID:       cfg.NodeID,
+		root:         filepath.Clean(cfg.Root),
+		stateDir:     cfg.StateDir,
+		services:     cfg.Services,
+		mounter:      cfg.Mounter,
+		ninepTLSConf: cfg.NinepTLS,
+		mount:        mount.New(""),
+		staged:       make(map[string]*stagedVolume),
+		metricsAddr:  cfg.MetricsAddress,
 	}
 	d.metrics = newMetrics(d)
 	return d, nil
@@ -182,4 +189,8 @@ func (d *Driver) volumeDir(id string) string {
 // topology is where every volume of this driver instance is accessible.
 func (d *Driver) topology() map[string]string {
 	return map[string]string{TopologyKey: d.nodeID}
+}
+
+func splitHostPort(hostport string) (host, port string, err error) {
+	return net.SplitHostPort(hostport)
 }

@@ -107,7 +107,7 @@ func (d *Driver) stage(id, path string, p volumeParams) error {
 	if managed != "" {
 		return status.Errorf(codes.InvalidArgument, "staging_target_path %s overlaps %s of volume %s", path, managed, owner)
 	}
-	dir, err := d.existingVolumeDir(id)
+	dir, err := d.volumeSource(id, p)
 	if err != nil {
 		return err
 	}
@@ -116,7 +116,7 @@ func (d *Driver) stage(id, path string, p volumeParams) error {
 	}
 	vol, err := d.mountVolume(id, dir, path, p)
 	if err != nil {
-		return status.Errorf(codes.Internal, "mount volume %s at %s: %v", id, path, err)
+		return mountError(id, path, p, err)
 	}
 	st := &stagedVolume{id: id, path: path, params: p, vol: vol, targets: map[string]publishedTarget{}}
 	d.mu.Lock()
@@ -131,7 +131,13 @@ func (d *Driver) stage(id, path string, p volumeParams) error {
 func (d *Driver) mountVolume(id, dir, path string, p volumeParams) (MountedVolume, error) {
 	opts := p.mountOptions(id)
 	opts.Observer = d.metrics.observer(id)
-	vol, err := d.mounter.Mount(dir, path, opts)
+	var vol MountedVolume
+	var err error
+	if p.Backend == Backend9P {
+		vol, err = d.mountNinep(id, path, opts, p)
+	} else {
+		vol, err = d.mounter.Mount(dir, path, opts)
+	}
 	if err != nil {
 		d.metrics.forget(id)
 		return nil, err
@@ -275,7 +281,7 @@ func (s *nodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 func (d *Driver) publish(id, staging, target string, p volumeParams, want publishedTarget) error {
 	st := d.lookup(id)
 	if st == nil || st.path != staging {
-		if _, err := d.existingVolumeDir(id); err != nil {
+		if _, err := d.volumeSource(id, p); err != nil {
 			return err
 		}
 		return status.Errorf(codes.FailedPrecondition, "volume %s is not staged at %s", id, staging)

@@ -98,7 +98,7 @@ func (d *Driver) restoreVolume(id string, rec *stateRecord) error {
 		d.removeState(id)
 		return fmt.Errorf("the parent of the staging path is gone; record dropped")
 	}
-	vdir, err := d.existingVolumeDir(id)
+	vdir, err := d.volumeSource(id, rec.Params)
 	if err != nil {
 		return err
 	}

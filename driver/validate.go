@@ -101,6 +101,12 @@ func absPath(field, path string) (string, error) {
 type volumeParams struct {
 	Mode           datapath.Mode `json:"interopMode"`
 	ForcePageCache bool          `json:"forcePageCache"`
+	// Backend is "" for the local remote, Backend9P for a 9P server;
+	// the other fields describe the server (ninep.go).
+	Backend string `json:"backend,omitempty"`
+	Server  string `json:"server,omitempty"`
+	Export  string `json:"export,omitempty"`
+	Msize   uint32 `json:"msize,omitempty"`
 }
 
 // parseParams parses the parameters or volume context m; field names the
@@ -132,14 +138,19 @@ func parseParams(field string, m map[string]string) (volumeParams, error) {
 				return p, status.Errorf(codes.InvalidArgument, "%s: %s %q is not valid; allowed values: true, false",
 					field, k, v)
 			}
+		case k == ParamBackend || k == ParamServer || k == ParamExport || k == ParamMsize:
+			if err := parseNinepParam(field, k, v, &p); err != nil {
+				return p, err
+			}
 		case isKubernetesParam(k):
 		default:
 			return p, status.Errorf(codes.InvalidArgument,
-				"%s: unknown parameter %q; allowed parameters: %s, %s (and %s* set by Kubernetes)",
-				field, k, ParamInteropMode, ParamForcePageCache, strings.Join(kubernetesParamPrefixes, "*, "))
+				"%s: unknown parameter %q; allowed parameters: %s (and %s* set by Kubernetes)",
+				field, k, strings.Join([]string{ParamInteropMode, ParamForcePageCache, ParamBackend, ParamServer, ParamExport, ParamMsize}, ", "),
+				strings.Join(kubernetesParamPrefixes, "*, "))
 		}
 	}
-	return p, nil
+	return p, checkNinepParams(field, p)
 }
 
 func modeNames() string {
@@ -153,10 +164,12 @@ func modeNames() string {
 // volumeContext is what the node needs to know about a volume; every value
 // is spelled out so the node never depends on the controller's defaults.
 func (p volumeParams) volumeContext() map[string]string {
-	return map[string]string{
+	m := map[string]string{
 		ParamInteropMode:    string(p.Mode),
 		ParamForcePageCache: fmt.Sprint(p.ForcePageCache),
 	}
+	p.ninepContext(m)
+	return m
 }
 
 // mountOptions are the data path options of volume id. The file system

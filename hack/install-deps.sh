@@ -6,6 +6,8 @@ set -euo pipefail
 need=()
 command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
 command -v fio >/dev/null 2>&1 || need+=(fio)
+# diod: an independent 9P2000.L server the 9P backend is tested against.
+command -v diod >/dev/null 2>&1 || need+=(diod)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "install-deps: need root to install: ${need[*]}" >&2

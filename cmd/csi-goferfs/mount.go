@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/csi-goferfs/csi-goferfs/backend/ninep"
 	"github.com/csi-goferfs/csi-goferfs/datapath"
 	"k8s.io/klog/v2"
 )
@@ -17,6 +18,7 @@ type mountConfig struct {
 	force   bool
 	debug   bool
 	budget  int64
+	tls     ninepTLSFlags
 }
 
 func mountFlags() (*flag.FlagSet, *mountConfig) {
@@ -26,9 +28,20 @@ func mountFlags() (*flag.FlagSet, *mountConfig) {
 	fl.BoolVar(&c.force, "force-page-cache", false, "never let the kernel do I/O on the backing file (no FUSE passthrough)")
 	fl.BoolVar(&c.debug, "debug", false, "log every FUSE request")
 	fl.Int64Var(&c.budget, "cache-budget-bytes", 0, "bytes of memory for the page cache (0: 10% of RAM)")
+	c.tls.register(fl)
 	klog.InitFlags(fl)
 	fl.Usage = func() {
-		fmt.Fprintln(fl.Output(), "usage: csi-goferfs mount [flags] SRC MNT\n\nServes directory SRC at MNT until SIGINT or SIGTERM.\n\nflags:")
+		fmt.Fprintln(fl.Output(), `usage: csi-goferfs mount [flags] SRC MNT
+
+Serves SRC at MNT until SIGINT or SIGTERM. SRC is a directory, or a 9P2000.L
+server (a csi-goferfs gofer, diod, ...):
+
+  9p://HOST:PORT/EXPORT/PATH[?msize=N]                 over TCP (TLS with --9p-tls-*)
+  9p+unix:///PATH/TO/SOCKET?export=/EXPORT/PATH[&msize=N]   over a unix socket
+
+A 9P remote has no host FD, so file data goes through the daemon's page cache.
+
+flags:`)
 		fl.PrintDefaults()
 	}
 	return fl, c
@@ -52,9 +65,15 @@ func mountMain(args []string) int {
 		return 2
 	}
 	src, mnt := fl.Arg(0), fl.Arg(1)
-	vol, err := datapath.Mount(src, mnt, datapath.Options{
+	opts := datapath.Options{
 		Mode: mode, ForcePageCache: c.force, FsName: src, Debug: c.debug, Budget: budget(c.budget),
-	})
+	}
+	var vol *datapath.Volume
+	if ninep.IsSource(src) {
+		vol, err = mountNinep(src, mnt, opts, &c.tls)
+	} else {
+		vol, err = datapath.Mount(src, mnt, opts)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "csi-goferfs mount: %v\n", err)
 		return 1

@@ -21,6 +21,7 @@ type serveConfig struct {
 	services string
 	budget   int64
 	metrics  string
+	tls      ninepTLSFlags
 }
 
 func serveFlags() (*flag.FlagSet, *serveConfig) {
@@ -33,6 +34,7 @@ func serveFlags() (*flag.FlagSet, *serveConfig) {
 	fl.StringVar(&c.services, "services", "controller,node", "CSI services to serve: controller, node, or controller,node")
 	fl.Int64Var(&c.budget, "cache-budget-bytes", 0, "bytes of memory for the page cache shared by all volumes of the node (0: 10% of RAM)")
 	fl.StringVar(&c.metrics, "metrics-address", "", "TCP address to serve Prometheus metrics on at /metrics, e.g. :9810 (empty: no metrics; the Helm chart sets :9810)")
+	c.tls.register(fl)
 	klog.InitFlags(fl)
 	return fl, c
 }
@@ -53,7 +55,13 @@ func serveMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "csi-goferfs serve: --services: %v\n", err)
 		return 2
 	}
+	ninepTLS, err := c.tls.base()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "csi-goferfs serve: %v\n", err)
+		return 2
+	}
 	d, err := driver.New(driver.Config{
+		NinepTLS:       ninepTLS,
 		Name:           driverName,
 		Version:        version(),
 		NodeID:         c.nodeID,

@@ -168,7 +168,8 @@ func TestValuesAreValidated(t *testing.T) {
 		{"string for a boolean", []string{"--set-string", "storageClasses.shared.forcePageCache=yes"}, "forcePageCache"},
 		{"relative root", []string{"--set", "root=volumes"}, "/root"},
 		{"9P backend not implemented", []string{"--set", "backend9p.enabled=true"}, "not implemented"},
-		{"gofer not implemented", []string{"--set", "gofer.enabled=true"}, "not implemented"},
+		{"misspelt gofer key", []string{"--set", "gofer.tls.secret=x"}, "secret"},
+		{"relative gofer export", []string{"--set", "gofer.exportPath=srv"}, "exportPath"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,225 @@
+package ninep_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"testing"
+
+	"github.com/csi-goferfs/csi-goferfs/backend"
+	"github.com/csi-goferfs/csi-goferfs/backend/ninep"
+	"github.com/csi-goferfs/csi-goferfs/backend/ninep/ninetest"
+	"golang.org/x/sys/unix"
+)
+
+// forEachServer runs fn against the built-in gofer and diod, each
+// exporting a fresh directory.
+func forEachServer(t *testing.T, fn func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS)) {
+	for _, kind := range ninetest.Kinds {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			srv := ninetest.Start(t, kind, dir)
+			fsys, err := ninep.Dial(context.Background(), srv.Config)
+			if err != nil {
+				t.Fatalf("Dial: %v", err)
+			}
+			t.Cleanup(func() { fsys.Close() })
+			fn(t, srv, fsys)
+		})
+	}
+}
+
+func wantErrno(t *testing.T, what string, err error, want syscall.Errno) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Errorf("%s: got %v, want %v", what, err, want)
+	}
+}
+
+func TestFileRoundTrip(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		if err := fsys.Mkdir("d", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		f, err := fsys.Open("d/f", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o640)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		// Larger than one request, so the parallel path runs.
+		data := bytes.Repeat([]byte("0123456789abcdef"), 100_000)
+		if n, err := f.WriteAt(data, 10); err != nil || n != len(data) {
+			t.Fatalf("WriteAt: %d, %v", n, err)
+		}
+		got := make([]byte, len(data)+100)
+		n, err := f.ReadAt(got, 10)
+		if n != len(data) || (err != nil && err != io.EOF) {
+			t.Fatalf("ReadAt: %d, %v", n, err)
+		}
+		if !bytes.Equal(got[:n], data) {
+			t.Fatal("read back different data")
+		}
+		if n, err := f.ReadAt(got, int64(len(data)+10)); n != 0 || (err != nil && err != io.EOF) {
+			t.Fatalf("ReadAt at EOF: %d, %v", n, err)
+		}
+		onDisk, err := os.ReadFile(filepath.Join(srv.Dir, "d", "f"))
+		if err != nil || !bytes.Equal(onDisk[10:], data) {
+			t.Fatalf("export holds %d bytes, %v", len(onDisk), err)
+		}
+		a, err := f.Stat()
+		if err != nil || a.Size != int64(len(data)+10) || a.Mode != unix.S_IFREG|0o640 {
+			t.Fatalf("Stat: %+v, %v", a, err)
+		}
+		if err := f.Truncate(5); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Sync(false); err != nil {
+			t.Fatal(err)
+		}
+		if a, err := fsys.Lstat("d/f"); err != nil || a.Size != 5 {
+			t.Fatalf("Lstat after truncate: %d, %v", a.Size, err)
+		}
+		_, err = fsys.Open("d/f", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o640)
+		wantErrno(t, "exclusive create of an existing file", err, syscall.EEXIST)
+		_, err = fsys.Open("d/missing", unix.O_RDONLY, 0)
+		wantErrno(t, "open missing", err, syscall.ENOENT)
+		_, err = fsys.Lstat("d/missing/deeper")
+		wantErrno(t, "stat beneath missing", err, syscall.ENOENT)
+	})
+}
+
+func TestNamespace(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		for _, name := range []string{"a", "b"} {
+			f, err := fsys.Open(name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+		}
+		wantErrno(t, "rename noreplace onto existing", fsys.Rename("a", "b", unix.RENAME_NOREPLACE), syscall.EEXIST)
+		if err := fsys.Rename("a", "c", unix.RENAME_NOREPLACE); err != nil {
+			t.Fatal(err)
+		}
+		if err := fsys.Mkdir("dir", 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := fsys.Mkdir("dir2", 0o700); err != nil {
+			t.Fatal(err)
+		}
+		wantErrno(t, "rename noreplace dir onto existing", fsys.Rename("dir", "dir2", unix.RENAME_NOREPLACE), syscall.EEXIST)
+		if err := fsys.Rename("dir2", "dir/sub", unix.RENAME_NOREPLACE); err != nil {
+			t.Fatal(err)
+		}
+		wantErrno(t, "exchange", fsys.Rename("b", "c", unix.RENAME_EXCHANGE), syscall.EINVAL)
+		if err := fsys.Rename("b", "c", 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := fsys.Symlink("/etc/passwd", "dir/ln"); err != nil {
+			t.Fatal(err)
+		}
+		if target, err := fsys.Readlink("dir/ln"); err != nil || target != "/etc/passwd" {
+			t.Fatalf("Readlink: %q, %v", target, err)
+		}
+		if a, err := fsys.Lstat("dir/ln"); err != nil || a.Mode&unix.S_IFMT != unix.S_IFLNK {
+			t.Fatalf("Lstat symlink: %o, %v", a.Mode, err)
+		}
+		wantErrno(t, "chmod symlink", fsys.Chmod("dir/ln", 0o600), syscall.EOPNOTSUPP)
+		if err := fsys.Link("c", "dir/hard"); err != nil {
+			t.Fatal(err)
+		}
+		if a, err := fsys.Lstat("c"); err != nil || a.Nlink != 2 {
+			t.Fatalf("nlink after link: %d, %v", a.Nlink, err)
+		}
+		if err := fsys.Chmod("c", 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := fsys.Chown("c", 1234, 5678); err != nil {
+			t.Fatal(err)
+		}
+		mt := unix.Timespec{Sec: 1_000_000_000, Nsec: 5}
+		if err := fsys.Utimens("c", nil, &mt); err != nil {
+			t.Fatal(err)
+		}
+		if err := fsys.Mknod("dir/fifo", unix.S_IFIFO|0o600, 0); err != nil {
+			t.Fatal(err)
+		}
+		a, err := fsys.Lstat("c")
+		if err != nil || a.Mode != unix.S_IFREG|0o600 || a.Uid != 1234 || a.Gid != 5678 || a.Mtim != mt {
+			t.Fatalf("Lstat after setattr: %+v, %v", a, err)
+		}
+		entries, err := fsys.ReadDir("dir")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name)
+			want := map[string]uint32{"sub": unix.S_IFDIR, "ln": unix.S_IFLNK, "hard": unix.S_IFREG, "fifo": unix.S_IFIFO}[e.Name]
+			if e.Mode != want {
+				t.Errorf("entry %s: mode %o, want %o", e.Name, e.Mode, want)
+			}
+		}
+		sort.Strings(names)
+		if got := names; len(got) != 4 || got[0] != "fifo" || got[1] != "hard" || got[2] != "ln" || got[3] != "sub" {
+			t.Fatalf("ReadDir: %v", names)
+		}
+		wantErrno(t, "rmdir non-empty", fsys.Rmdir("dir"), syscall.ENOTEMPTY)
+		wantErrno(t, "unlink dir", fsys.Unlink("dir/sub"), syscall.EISDIR)
+		for _, n := range []string{"dir/ln", "dir/hard", "dir/fifo", "c"} {
+			if err := fsys.Unlink(n); err != nil {
+				t.Fatalf("Unlink %s: %v", n, err)
+			}
+		}
+		if err := fsys.Rmdir("dir/sub"); err != nil {
+			t.Fatal(err)
+		}
+		if err := fsys.Truncate("dir", 0); err == nil {
+			t.Error("truncate of a directory succeeded")
+		}
+		st, err := fsys.Statfs()
+		if err != nil || st.Blocks == 0 || st.Bsize == 0 {
+			t.Fatalf("Statfs: %+v, %v", st, err)
+		}
+	})
+}
+
+// TestOpenFileFollowsRename checks that a file opened before a rename
+// through the FS keeps working (its name is tracked for reopening).
+func TestOpenFileFollowsRename(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		f, err := fsys.Open("tmp", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := fsys.Rename("tmp", "final", unix.RENAME_NOREPLACE); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt([]byte("hello"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(filepath.Join(srv.Dir, "final")); err != nil || string(b) != "hello" {
+			t.Fatalf("export: %q, %v", b, err)
+		}
+	})
+}
+
+func TestBadNames(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		for _, name := range []string{"..", "../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a\x00b", "a/"} {
+			_, err := fsys.Lstat(name)
+			wantErrno(t, "Lstat "+name, err, syscall.EINVAL)
+			_, err = fsys.Open(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+			wantErrno(t, "create "+name, err, syscall.EINVAL)
+			wantErrno(t, "mkdir "+name, fsys.Mkdir(name, 0o755), syscall.EINVAL)
+		}
+	})
+}
+
+var _ backend.FS = (*ninep.FS)(nil)
