@@ -11,8 +11,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -39,6 +39,14 @@ type cluster struct {
 	hostNetwork bool
 	sharedRoot  bool
 	timeout     time.Duration
+	// static: claims are bound to volumes made through CreateVolume on
+	// csiEndpoint (static_test.go) rather than by csi-provisioner.
+	static      bool
+	csiEndpoint string
+	// volumeRoot is the driver's --root on the nodes.
+	volumeRoot string
+	// cleanups run after the namespace is gone, last added first.
+	cleanups []func(ctx context.Context) error
 }
 
 func getenv(name, def string) string {
@@ -73,6 +81,15 @@ func newCluster(t *testing.T) *cluster {
 		hostNetwork: os.Getenv("E2E_HOST_NETWORK") == "true",
 		sharedRoot:  os.Getenv("E2E_SHARED_ROOT") == "true",
 		timeout:     timeout,
+		csiEndpoint: getenv("E2E_CSI_ENDPOINT", "/var/lib/kubelet/plugins/"+driverName+"/csi.sock"),
+		volumeRoot:  getenv("E2E_VOLUME_ROOT", "/var/lib/csi-goferfs/volumes"),
+	}
+	switch p := getenv("E2E_PROVISIONING", "dynamic"); p {
+	case "dynamic":
+	case "static":
+		c.static = true
+	default:
+		t.Fatalf("E2E_PROVISIONING=%q: want dynamic or static", p)
 	}
 	ns, err := c.client.CoreV1().Namespaces().Create(c.ctx, &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "goferfs-e2e-"},
@@ -102,7 +119,18 @@ func (c *cluster) deleteNamespace() {
 	})
 	if err != nil {
 		c.t.Errorf("namespace %s still exists after %s: a pod or volume is stuck", c.ns, c.timeout)
+		return
 	}
+	for i := len(c.cleanups) - 1; i >= 0; i-- {
+		if err := c.cleanups[i](ctx); err != nil {
+			c.t.Error(err)
+		}
+	}
+}
+
+// afterNamespace registers f to run once the test's namespace is gone.
+func (c *cluster) afterNamespace(f func(ctx context.Context) error) {
+	c.cleanups = append(c.cleanups, f)
 }
 
 // poll calls cond every second until it returns true, an error, or the
@@ -114,16 +142,32 @@ func (c *cluster) poll(what string, cond func(ctx context.Context) (bool, error)
 	}
 }
 
+// createPVC creates claim name of a new volume in interop mode mode.
 func (c *cluster) createPVC(name, mode string, access corev1.PersistentVolumeAccessMode) *corev1.PersistentVolumeClaim {
 	c.t.Helper()
-	sc := c.scPrefix + mode
+	return c.createClaim(name, map[string]string{"interopMode": mode}, access)
+}
+
+// createClaim creates claim name of a new volume with the StorageClass
+// parameters params: provisioned by the cluster, or made by the test when
+// E2E_PROVISIONING is static. Dynamically, a claim whose parameters are
+// not just an interop mode gets a StorageClass of its own.
+func (c *cluster) createClaim(name string, params map[string]string, access corev1.PersistentVolumeAccessMode) *corev1.PersistentVolumeClaim {
+	c.t.Helper()
+	if c.static {
+		return c.createStaticClaim(name, params, access)
+	}
+	sc := c.scPrefix + params["interopMode"]
+	if len(params) > 1 {
+		sc = c.createStorageClass(name, params)
+	}
 	pvc, err := c.client.CoreV1().PersistentVolumeClaims(c.ns).Create(c.ctx, &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			StorageClassName: &sc,
 			AccessModes:      []corev1.PersistentVolumeAccessMode{access},
 			Resources: corev1.VolumeResourceRequirements{
-				Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("64Mi")},
+				Requests: corev1.ResourceList{corev1.ResourceStorage: volumeSize},
 			},
 		},
 	}, metav1.CreateOptions{})
@@ -131,6 +175,26 @@ func (c *cluster) createPVC(name, mode string, access corev1.PersistentVolumeAcc
 		c.t.Fatal(err)
 	}
 	return pvc
+}
+
+// createStorageClass creates a StorageClass of the driver with params for
+// claim name, deleted after the namespace (and so after its volumes).
+func (c *cluster) createStorageClass(name string, params map[string]string) string {
+	c.t.Helper()
+	bind := storagev1.VolumeBindingWaitForFirstConsumer
+	sc, err := c.client.StorageV1().StorageClasses().Create(c.ctx, &storagev1.StorageClass{
+		ObjectMeta:        metav1.ObjectMeta{Name: c.ns + "-" + name},
+		Provisioner:       driverName,
+		Parameters:        params,
+		VolumeBindingMode: &bind,
+	}, metav1.CreateOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.afterNamespace(func(ctx context.Context) error {
+		return c.client.StorageV1().StorageClasses().Delete(ctx, sc.Name, metav1.DeleteOptions{})
+	})
+	return sc.Name
 }
 
 // pod returns a one-container pod running script with claim at /data. An
@@ -179,7 +243,7 @@ func (c *cluster) start(p *corev1.Pod) {
 func (c *cluster) waitPod(name string, phase corev1.PodPhase) *corev1.Pod {
 	c.t.Helper()
 	var pod *corev1.Pod
-	c.poll(fmt.Sprintf("pod %s to be %s", name, phase), func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(c.ctx, time.Second, c.timeout, true, func(ctx context.Context) (bool, error) {
 		var err error
 		pod, err = c.client.CoreV1().Pods(c.ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
@@ -190,7 +254,26 @@ func (c *cluster) waitPod(name string, phase corev1.PodPhase) *corev1.Pod {
 		}
 		return pod.Status.Phase == phase, nil
 	})
+	if err != nil {
+		c.t.Fatalf("waiting for pod %s to be %s: %v\n%s", name, phase, err, c.events(name))
+	}
 	return pod
+}
+
+// events returns the events of object name in the test's namespace, one a
+// line: why a pod is stuck (FailedMount, ...) is there.
+func (c *cluster) events(name string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, err := c.client.CoreV1().Events(c.ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
+	if err != nil {
+		return fmt.Sprintf("(no events: %v)", err)
+	}
+	var b strings.Builder
+	for _, e := range list.Items {
+		fmt.Fprintf(&b, "event %s %s (x%d): %s\n", e.Type, e.Reason, e.Count, e.Message)
+	}
+	return b.String()
 }
 
 // run starts p, waits for it to succeed and returns its output.

@@ -5,8 +5,10 @@
 //	go test -tags e2e -count=1 -timeout 30m ./...
 //
 // hack/e2e-kind.sh creates a kind cluster, installs the chart with
-// values-kind.yaml and runs them. The same tests run against any cluster;
-// what differs comes from the environment:
+// values-kind.yaml and runs them; hack/local-cluster/e2e.sh does the same
+// on a single-node cluster on the machine itself, with values-local.yaml.
+// The same tests run against any cluster; what differs comes from the
+// environment:
 //
 //	KUBECONFIG               the cluster (required)
 //	E2E_DRIVER_NAMESPACE     namespace of the chart's release (csi-goferfs)
@@ -20,6 +22,20 @@
 //	                         directory (kind: one host directory mounted into
 //	                         each worker); enables the two-node shared test
 //	E2E_TIMEOUT              bound of each wait, as a Go duration (5m)
+//	E2E_PROVISIONING         "dynamic": claims are provisioned by the chart's
+//	                         csi-provisioner (default); "static": the tests
+//	                         call CreateVolume on E2E_CSI_ENDPOINT and bind
+//	                         each claim to a PV of their own (static_test.go)
+//	E2E_CSI_ENDPOINT         the node plugin's socket, reachable from the test
+//	                         process, for static provisioning
+//	                         (/var/lib/kubelet/plugins/goferfs.csi.dev/csi.sock)
+//	E2E_VOLUME_ROOT          the chart's root value: where the volumes'
+//	                         directories are on the nodes
+//	                         (/var/lib/csi-goferfs/volumes)
+//
+// Tests look at the nodes (mounts, remote directories) from privileged pods
+// in the node's PID namespace (node_test.go), so they need no access to the
+// nodes other than through the cluster.
 //
 // The tests outside the tag (testdriver_test.go) check the files given to
 // the upstream external-storage suite and run everywhere.

@@ -12,11 +12,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // TestWriteThenReadFromAnotherPod: for each interop mode, data a pod wrote
-// and fsync'd is read back by a later pod. The second pod lands on the same
-// node because the volume's PV is pinned there by topology.
+// and fsync'd is read back by a later pod, and is in the volume's remote
+// directory. The second pod lands on the same node because the volume's PV
+// is pinned there by topology.
 func TestWriteThenReadFromAnotherPod(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
@@ -25,8 +27,13 @@ func TestWriteThenReadFromAnotherPod(t *testing.T) {
 			c.createPVC("data", mode, corev1.ReadWriteOnce)
 			token := fmt.Sprintf("%s-%d", mode, time.Now().UnixNano())
 			c.run(c.pod("writer", "data", "", "printf %s "+token+" > /data/f && sync /data/f"))
-			if got := c.run(c.pod("reader", "data", "", "cat /data/f")); got != token {
+			reader := c.pod("reader", "data", "", "cat /data/f")
+			if got := c.run(reader); got != token {
 				t.Errorf("reader saw %q, want %q", got, token)
+			}
+			node := c.waitPod("reader", corev1.PodSucceeded).Spec.NodeName
+			if got := c.remoteFile(node, c.boundVolume("data"), "f"); got != token {
+				t.Errorf("the remote directory holds %q, want %q", got, token)
 			}
 		})
 	}
@@ -133,35 +140,84 @@ func TestNodePluginRestartKeepsPromisedData(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			c := newCluster(t)
 			c.createPVC("data", mode, corev1.ReadWriteOnce)
-			durable := `echo $i >> /data/log`
-			if mode == "exclusive" {
-				durable += ` && sync /data/log`
-			}
-			// The pause only keeps the log short; nothing waits on it.
-			c.start(c.pod("writer", "data", "",
-				`i=0; while :; do i=$((i+1)); `+durable+` && echo ack $i; sleep 0.05; done`))
-			writer := c.waitPod("writer", corev1.PodRunning)
-			c.poll("the writer's first acknowledged writes", func(context.Context) (bool, error) {
-				return len(acked(c.logs("writer"))) >= 5, nil
-			})
-
+			writer := c.startAppender(mode, nil)
 			c.restartNodePlugin(writer.Spec.NodeName)
 			promised := acked(c.logs("writer"))
 			c.deletePod("writer")
-
-			kept := lines(c.run(c.pod("reader", "data", "", "cat /data/log")))
-			var lost []string
-			for _, n := range promised {
-				if !slices.Contains(kept, n) {
-					lost = append(lost, n)
-				}
-			}
-			if len(lost) > 0 {
-				t.Errorf("%d of %d acknowledged writes lost across a node plugin restart: %v", len(lost), len(promised), lost)
-			}
-			t.Logf("%d acknowledged writes, all kept; the volume holds %d lines", len(promised), len(kept))
+			c.checkKept(promised)
 		})
 	}
+}
+
+// TestNodePluginRestartRecoversRunningPod deletes the node plugin pod while
+// a pod keeps appending to a file, opening it anew for each line: once the
+// DaemonSet's new plugin has restored the volume, the pod's opens must work
+// again without restarting it, and nothing acknowledged may be lost.
+func TestNodePluginRestartRecoversRunningPod(t *testing.T) {
+	c := newCluster(t)
+	c.createPVC("data", "exclusive", corev1.ReadWriteOnce)
+	// The restored mount is made on the node after the pod started; only
+	// a HostToContainer mount can let the running container see it. With
+	// the default (None) the container keeps its own copy of the dead
+	// mount until it is restarted.
+	hostToContainer := corev1.MountPropagationHostToContainer
+	writer := c.startAppender("exclusive", &hostToContainer)
+	c.restartNodePlugin(writer.Spec.NodeName)
+	before := len(acked(c.logs("writer")))
+	err := wait.PollUntilContextTimeout(c.ctx, time.Second, c.timeout, true, func(context.Context) (bool, error) {
+		return len(acked(c.logs("writer"))) >= before+5, nil
+	})
+	if err != nil {
+		log := lines(c.logs("writer"))
+		t.Fatalf("no new acknowledged write in the running pod within %s of the new node plugin being ready (%v); the writer's last output:\n%s",
+			c.timeout, err, strings.Join(log[max(0, len(log)-5):], "\n"))
+	}
+	promised := acked(c.logs("writer"))
+	c.deletePod("writer")
+	c.checkKept(promised)
+}
+
+// startAppender starts pod "writer" appending numbered lines to d/log in
+// claim "data", a new open(2) for each, and waits for its first
+// acknowledgements. propagation, if set, is its volume mount's.
+//
+// The log is in a directory that exists only on the volume: while the
+// plugin is away the pod's mount point may be the empty directory beneath
+// the volume, and a write there must fail rather than be acknowledged and
+// then hidden by the restored mount.
+func (c *cluster) startAppender(mode string, propagation *corev1.MountPropagationMode) *corev1.Pod {
+	c.t.Helper()
+	durable := `echo $i >> /data/d/log`
+	if mode == "exclusive" {
+		durable += ` && sync /data/d/log`
+	}
+	// The pause only keeps the log short; nothing waits on it.
+	p := c.pod("writer", "data", "",
+		`mkdir -p /data/d; i=0; while :; do i=$((i+1)); `+durable+` && echo ack $i; sleep 0.05; done`)
+	p.Spec.Containers[0].VolumeMounts[0].MountPropagation = propagation
+	c.start(p)
+	writer := c.waitPod("writer", corev1.PodRunning)
+	c.poll("the writer's first acknowledged writes", func(context.Context) (bool, error) {
+		return len(acked(c.logs("writer"))) >= 5, nil
+	})
+	return writer
+}
+
+// checkKept reads d/log of claim "data" from a new pod and fails the test
+// for each promised line it lacks.
+func (c *cluster) checkKept(promised []string) {
+	c.t.Helper()
+	kept := lines(c.run(c.pod("reader", "data", "", "cat /data/d/log")))
+	var lost []string
+	for _, n := range promised {
+		if !slices.Contains(kept, n) {
+			lost = append(lost, n)
+		}
+	}
+	if len(lost) > 0 {
+		c.t.Errorf("%d of %d acknowledged writes lost across a node plugin restart: %v", len(lost), len(promised), lost)
+	}
+	c.t.Logf("%d acknowledged writes, all kept; the volume holds %d lines", len(promised), len(kept))
 }
 
 // acked returns N of each "ack N" line of the writer's output.

@@ -30,7 +30,7 @@ go vet ./...
 (cd e2e && go vet ./... && go vet -tags e2e ./...)
 
 step bash -n
-for f in hack/*.sh hack/lib/*.sh hack/bench/*.sh; do bash -n "$f"; done
+for f in hack/*.sh hack/lib/*.sh hack/bench/*.sh hack/local-cluster/*; do bash -n "$f"; done
 
 ensure_helm
 chart=charts/csi-goferfs

@@ -217,6 +217,24 @@ func TestRegistrarIsSwappable(t *testing.T) {
 	}
 }
 
+// TestBuiltinRegistrar: one value switches the registrar to the driver
+// image's `csi-goferfs register`, with the socket paths from its env and no
+// probe of node-driver-registrar's.
+func TestBuiltinRegistrar(t *testing.T) {
+	spec := &nodeDaemonSet(t, mustCheck(t, "--set", "sidecars.registrar.builtin=true")).Spec.Template.Spec
+	reg, plugin := container(t, spec, "registrar"), container(t, spec, "csi-goferfs")
+	if reg.Image != plugin.Image || len(reg.Command) != 0 {
+		t.Errorf("registrar image %q command %v, want the driver's image %q and its entrypoint", reg.Image, reg.Command, plugin.Image)
+	}
+	if len(reg.Args) == 0 || reg.Args[0] != "register" ||
+		!slices.Contains(reg.Args, "--kubelet-registration-path=$(DRIVER_REG_SOCK_PATH)") {
+		t.Errorf("registrar args %v", reg.Args)
+	}
+	if reg.LivenessProbe != nil {
+		t.Errorf("registrar probe %+v, want none", reg.LivenessProbe)
+	}
+}
+
 // TestOptionalSidecars: a cluster without the provisioner and livenessprobe
 // images runs the driver and a registrar only, and gets no API token.
 func TestOptionalSidecars(t *testing.T) {
