@@ -3,6 +3,8 @@
 //	csi-goferfs serve   the CSI gRPC server (controller, node, or both)
 //	csi-goferfs mount   a standalone mount of a directory, for use without Kubernetes
 //	csi-goferfs version
+//	csi-goferfs gofer   a 9P2000.L server of a directory: the remote of 9p volumes
+//	csi-goferfs register  the kubelet plugin registration (for clusters without node-driver-registrar)
 package main
 
 import (
@@ -19,9 +21,11 @@ const driverName = "goferfs.csi.dev"
 // commands maps each subcommand to its entry point. Each gets its own
 // arguments and returns the process exit code.
 var commands = map[string]func(args []string) int{
-	"serve":   serveMain,
-	"mount":   mountMain,
-	"version": versionMain,
+	"serve":    serveMain,
+	"mount":    mountMain,
+	"version":  versionMain,
+	"register": registerMain,
+	"gofer":    goferMain,
 }
 
 func main() {
@@ -47,6 +51,8 @@ commands:
   serve     run the CSI driver (gRPC on --endpoint)
   mount     mount a directory through the csi-goferfs data path, in the foreground
   version   print the version
+  gofer     serve a directory over 9P2000.L (the remote of backend: 9p volumes)
+  register  register the driver with the kubelet (instead of node-driver-registrar)
 
 Run 'csi-goferfs <command> -h' for the command's flags.
 `)
