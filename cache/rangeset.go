@@ -175,6 +175,14 @@ func (s *Set[V]) randomLevel() int {
 func (s *Set[V]) insertNode(seg Segment[V]) *node[V] {
 	var update [maxLevel]*node[V]
 	s.preds(seg.Start, &update)
+	return s.linkAfter(&update, seg)
+}
+
+// linkAfter links a new node for seg after the nodes in update (the last
+// node before seg.Start at each level), and leaves update pointing at the
+// new node on the levels it occupies, so a following segment can be linked
+// after it without another search.
+func (s *Set[V]) linkAfter(update *[maxLevel]*node[V], seg Segment[V]) *node[V] {
 	lvl := s.randomLevel()
 	for ; s.level < lvl; s.level++ {
 		update[s.level] = &s.head
@@ -188,6 +196,7 @@ func (s *Set[V]) insertNode(seg Segment[V]) *node[V] {
 	for i := range lvl {
 		n.next[i] = update[i].next[i]
 		update[i].next[i] = n
+		update[i] = n
 	}
 	s.count++
 	return n
@@ -210,22 +219,7 @@ func (s *Set[V]) InsertGap(segs []Segment[V]) {
 			prev.seg.End = sg.End
 			continue
 		}
-		lvl := s.randomLevel()
-		for ; s.level < lvl; s.level++ {
-			update[s.level] = &s.head
-		}
-		n := &node[V]{seg: sg}
-		if lvl == 1 {
-			n.next = n.next1[:]
-		} else {
-			n.next = make([]*node[V], lvl)
-		}
-		for i := range lvl {
-			n.next[i] = update[i].next[i]
-			update[i].next[i] = n
-			update[i] = n
-		}
-		s.count++
+		s.linkAfter(&update, sg)
 	}
 	last := update[0]
 	if nx := last.next[0]; nx != nil && nx.seg.Start == last.seg.End && nx.seg.Value == last.seg.Value {

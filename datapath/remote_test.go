@@ -60,14 +60,14 @@ func openRemote(t testing.TB, dir string, opts Options) (backend.FS, Options) {
 // child sees it everywhere).
 func TestNinepRemotes(t *testing.T) {
 	if *remoteFlag != "" {
-		t.Skip("already running over a 9P remote")
+		t.Skipf("this process is the child that runs the tests over -remote=%s; it must not start children of its own", *remoteFlag)
 	}
 	requireFUSE(t)
 	for _, kind := range ninetest.Kinds {
 		t.Run(kind, func(t *testing.T) {
 			if kind == "diod" {
 				if ok, why := ninetest.DiodAvailable(); !ok {
-					t.Skip(why)
+					t.Skipf("the diod variant needs diod: %s", why)
 				}
 			}
 			args := []string{"-test.run=^(TestRule_|TestDataIntegrityStress$)", "-test.count=1", "-remote=9p-" + kind}

@@ -135,7 +135,7 @@ func DiodAvailable() (bool, string) {
 
 func startDiod(t testing.TB, dir string) *Server {
 	if ok, why := DiodAvailable(); !ok {
-		t.Skip(why)
+		t.Skipf("needs the diod 9P server: %s", why)
 	}
 	addr := freeAddr(t)
 	s := &Server{Name: "diod", Dir: dir, Config: ninep.Config{Server: addr, Export: dir}}
