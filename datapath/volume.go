@@ -272,6 +272,20 @@ func (v *Volume) Unmount() error {
 	return nil
 }
 
+// Release writes back all dirty data, like Sync, and leaves the volume
+// mounted: the caller is about to exit, the kernel ends the session when
+// the process's /dev/fuse descriptor closes, and the next process mounts
+// the volume again on top of the dead mount. What is written between
+// Release and the exit is not written back, as after a crash.
+func (v *Volume) Release() error {
+	v.unmountMu.Lock()
+	defer v.unmountMu.Unlock()
+	if v.Check() != nil {
+		return v.syncCaches()
+	}
+	return v.Sync()
+}
+
 // Sync writes everything buffered for this volume to the remote and makes
 // the remote durable, like syncfs(2) on the mount: first the kernel's
 // dirty pages (they reach the daemon), then the daemon's page cache.

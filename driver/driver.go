@@ -15,9 +15,10 @@
 // NodeStageVolume mounts one FUSE session per volume per node at the staging
 // path (through the Mounter); NodePublishVolume bind-mounts the staging path
 // at each pod's target, so all pods on a node share one cache. The FUSE
-// sessions are served by this process: when it stops, Run writes back and
-// unmounts every staged volume. With a StateDir the node remembers what it
-// staged and published, and the next process restores those mounts (state.go).
+// sessions are served by this process: when it stops, Run writes back every
+// staged volume. With a StateDir the node remembers what it staged and
+// published, the mounts are left in place, and the next process restores
+// them (state.go); without one, Run unmounts them.
 //
 // # Metrics
 //
@@ -99,6 +100,10 @@ type Config struct {
 	// MetricsAddress is the TCP address ("host:port", ":9810") where Run
 	// serves Prometheus metrics at /metrics. Empty serves none.
 	MetricsAddress string
+	// UnmountOnExit makes Run unmount every volume when it stops, instead
+	// of leaving the mounts for the next process to restore (stopVolumes).
+	// Running containers then keep a dead volume until they restart.
+	UnmountOnExit bool
 	// NinepTLS, if not nil, is the TLS config (client certificate and
 	// trusted CA) for TCP connections to 9P servers. Nil: plain TCP.
 	NinepTLS *tls.Config
@@ -111,8 +116,10 @@ type Driver struct {
 	nodeID   string
 	root     string
 	stateDir string
-	services Services
-	mounter  Mounter
+	// unmountOnExit is Config.UnmountOnExit.
+	unmountOnExit bool
+	services      Services
+	mounter       Mounter
 	// ninepTLSConf is Config.NinepTLS; fixed at New.
 	ninepTLSConf *tls.Config
 	// mount does bind mounts and mount-point checks; tests replace it.
@@ -162,17 +169,18 @@ func New(cfg Config) (*Driver, error) {
 		cfg.Mounter = FUSEMounter{}
 	}
 	d := &Driver{
-		name:         cfg.Name,
-		version:      cfg.Version,
-		nodeID:       cfg.NodeID,
-		root:         filepath.Clean(cfg.Root),
-		stateDir:     cfg.StateDir,
-		services:     cfg.Services,
-		mounter:      cfg.Mounter,
-		ninepTLSConf: cfg.NinepTLS,
-		mount:        mount.New(""),
-		staged:       make(map[string]*stagedVolume),
-		metricsAddr:  cfg.MetricsAddress,
+		name:          cfg.Name,
+		version:       cfg.Version,
+		nodeID:        cfg.NodeID,
+		root:          filepath.Clean(cfg.Root),
+		stateDir:      cfg.StateDir,
+		unmountOnExit: cfg.UnmountOnExit,
+		services:      cfg.Services,
+		mounter:       cfg.Mounter,
+		ninepTLSConf:  cfg.NinepTLS,
+		mount:         mount.New(""),
+		staged:        make(map[string]*stagedVolume),
+		metricsAddr:   cfg.MetricsAddress,
 	}
 	d.metrics = newMetrics(d)
 	return d, nil

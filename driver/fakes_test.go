@@ -93,9 +93,10 @@ type fakeVolume struct {
 	opts   datapath.Options
 
 	// The fields below are guarded by m.mu.
-	unmountErr error // returned by Unmount, as a failed writeback would be
+	unmountErr error // returned by Unmount and Release, as a failed writeback would be
 	checkErr   error // returned by Check
 	unmounts   int
+	releases   int
 }
 
 func (v *fakeVolume) Unmount() error {
@@ -109,6 +110,13 @@ func (v *fakeVolume) Unmount() error {
 	return v.m.table.Unmount(v.target)
 }
 
+func (v *fakeVolume) Release() error {
+	v.m.mu.Lock()
+	defer v.m.mu.Unlock()
+	v.releases++
+	return v.unmountErr
+}
+
 func (v *fakeVolume) Check() error {
 	v.m.mu.Lock()
 	defer v.m.mu.Unlock()
@@ -119,6 +127,12 @@ func (v *fakeVolume) unmountCount() int {
 	v.m.mu.Lock()
 	defer v.m.mu.Unlock()
 	return v.unmounts
+}
+
+func (v *fakeVolume) releaseCount() int {
+	v.m.mu.Lock()
+	defer v.m.mu.Unlock()
+	return v.releases
 }
 
 func (v *fakeVolume) set(unmountErr, checkErr error) {

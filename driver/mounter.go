@@ -18,6 +18,10 @@ type MountedVolume interface {
 	// Unmount writes back all dirty data, then unmounts. If writeback
 	// fails it returns the error and the volume stays mounted.
 	Unmount() error
+	// Release writes back all dirty data and leaves the volume mounted:
+	// the session ends when this process exits, and the next process
+	// mounts the volume again on top of the dead mount.
+	Release() error
 	// Check reports nil while the volume is being served, else why not.
 	Check() error
 }

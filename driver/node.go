@@ -233,7 +233,7 @@ func (d *Driver) unstage(id, path string) error {
 		klog.InfoS("Volume is not staged here; leaving the mount alone", "volumeID", id, "path", path, "owner", owner)
 		return nil
 	}
-	if err := mount.CleanupMountPoint(path, d.mount, true); err != nil {
+	if err := d.cleanupMountPoint(path); err != nil {
 		return status.Errorf(codes.Internal, "clean up staging_target_path %s: %v", path, err)
 	}
 	return nil
@@ -352,7 +352,8 @@ func (s *nodeServer) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpub
 }
 
 // unpublish unmounts target and removes it. A dead mount (its FUSE session
-// gone) is unmounted like a live one.
+// gone) is unmounted like a live one, and so is every mount stacked there
+// by restores (restoreTarget).
 func (d *Driver) unpublish(id, target string) error {
 	if owner := d.pathOwner(target); owner != "" && owner != id {
 		klog.InfoS("Volume is not published here; leaving the other volume's mount alone",
@@ -364,7 +365,7 @@ func (d *Driver) unpublish(id, target string) error {
 		// volume is still staged.
 		return status.Errorf(codes.InvalidArgument, "target_path %s is the staging path of volume %s", target, id)
 	}
-	if err := mount.CleanupMountPoint(target, d.mount, true); err != nil {
+	if err := d.cleanupMountPoint(target); err != nil {
 		return status.Errorf(codes.Internal, "clean up target_path %s: %v", target, err)
 	}
 	if st := d.lookup(id); st != nil {

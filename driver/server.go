@@ -26,8 +26,8 @@ const gracefulStopTimeout = 10 * time.Second
 // Run serves the selected CSI services on the unix socket endpoint
 // ("unix:///path", "unix:/path" or a plain path), and metrics on
 // MetricsAddress, until ctx is cancelled. It then stops accepting RPCs and
-// unmounts, with writeback, every volume this process staged; the returned
-// error lists the volumes that could not be unmounted. Metrics are served
+// writes back every volume this process staged (stopVolumes); the returned
+// error lists the volumes that could not be written back. Metrics are served
 // until the end, so the writeback can be watched.
 func (d *Driver) Run(ctx context.Context, endpoint string) error {
 	path, err := socketPath(endpoint)
@@ -73,7 +73,7 @@ func (d *Driver) Run(ctx context.Context, endpoint string) error {
 		<-served
 	}
 	d.waitForOps()
-	if uerr := d.unmountAll(); uerr != nil {
+	if uerr := d.stopVolumes(); uerr != nil {
 		err = errors.Join(err, uerr)
 	}
 	return err
@@ -184,16 +184,30 @@ func requestKeys(req any) []any {
 	return kv
 }
 
-// unmountAll unmounts every staged volume, with writeback, in parallel:
-// each may wait for its session to end. The state records are kept, so
-// the next process restores what the CO still believes is mounted.
-func (d *Driver) unmountAll() error {
+// stopVolumes ends this process's hold on every staged volume. With a
+// StateDir the next process restores them, so they are written back and
+// left mounted: their mounts stay in place (dead once this process exits)
+// for the restore to stack new ones on, which is what lets running
+// containers see the restored volume (restoreTarget). Without a StateDir,
+// or with UnmountOnExit, they are written back and unmounted. The state
+// records are kept either way, so the next process restores what the CO
+// still believes is mounted.
+func (d *Driver) stopVolumes() error {
+	if d.stateDir != "" && !d.unmountOnExit {
+		return d.forEachVolume(d.releaseVolume)
+	}
+	return d.forEachVolume(d.shutdownVolume)
+}
+
+// forEachVolume calls fn for every staged volume, in parallel: each may
+// wait for its session or its remote.
+func (d *Driver) forEachVolume(fn func(*stagedVolume) error) error {
 	d.mu.Lock()
 	vols := slices.Collect(maps.Values(d.staged))
 	d.mu.Unlock()
 	errs := make(chan error, len(vols))
 	for _, st := range vols {
-		go func() { errs <- d.shutdownVolume(st) }()
+		go func() { errs <- fn(st) }()
 	}
 	var all []error
 	for range vols {
@@ -202,6 +216,15 @@ func (d *Driver) unmountAll() error {
 		}
 	}
 	return errors.Join(all...)
+}
+
+// releaseVolume writes back st and leaves it mounted for the next process.
+func (d *Driver) releaseVolume(st *stagedVolume) error {
+	if err := st.vol.Release(); err != nil {
+		return fmt.Errorf("volume %s at %s: %w", st.id, st.path, err)
+	}
+	klog.InfoS("Wrote back volume; its mounts stay for the next process to restore", "volumeID", st.id, "path", st.path)
+	return nil
 }
 
 // shutdownVolume unmounts st's bind mounts first: each holds the FUSE

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -99,11 +100,22 @@ func (b *syncBuffer) String() string {
 }
 
 // Run serves on the socket, logs every call without its secrets, and on
-// stop unmounts (with writeback) what it staged but keeps the record of it.
-func TestRunLogsCallsAndUnmountsOnStop(t *testing.T) {
+// stop writes back what it staged and keeps the record of it. With a state
+// directory the mounts stay for the next process to restore on top of;
+// with UnmountOnExit they are unmounted.
+func TestRunLogsCallsAndWritesBackOnStop(t *testing.T) {
+	for _, unmountOnExit := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unmountOnExit=%t", unmountOnExit), func(t *testing.T) {
+			testRunStop(t, unmountOnExit)
+		})
+	}
+}
+
+func testRunStop(t *testing.T, unmountOnExit bool) {
 	logs := captureLogs(t)
 	state := filepath.Join(t.TempDir(), "state")
 	e := newTestEnvWithState(t, state)
+	e.d.unmountOnExit = unmountOnExit
 	e.mkvol(t, "vol-1")
 	sock := filepath.Join(e.dir, "csi.sock")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -144,8 +156,13 @@ func TestRunLogsCallsAndUnmountsOnStop(t *testing.T) {
 	if err := <-stopped; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if v.unmountCount() != 1 || e.isMounted(t, target) || e.isMounted(t, staging) {
-		t.Errorf("after stop: %d unmounts of the FUSE volume, target mounted %v", v.unmountCount(), e.isMounted(t, target))
+	if unmountOnExit {
+		if v.unmountCount() != 1 || e.isMounted(t, target) || e.isMounted(t, staging) {
+			t.Errorf("after stop: %d unmounts of the FUSE volume, target mounted %v", v.unmountCount(), e.isMounted(t, target))
+		}
+	} else if v.releaseCount() != 1 || v.unmountCount() != 0 || !e.isMounted(t, target) || !e.isMounted(t, staging) {
+		t.Errorf("after stop: %d writebacks and %d unmounts of the FUSE volume, target mounted %v, staging mounted %v; want 1, 0, true, true",
+			v.releaseCount(), v.unmountCount(), e.isMounted(t, target), e.isMounted(t, staging))
 	}
 	if _, err := os.Stat(e.d.stateFile("vol-1")); err != nil {
 		t.Errorf("stop dropped the record the next process restores from: %v", err)

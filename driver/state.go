@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
+	"k8s.io/mount-utils"
 )
 
 // The FUSE sessions die with the process that serves them, but the CO
@@ -15,8 +17,9 @@ import (
 // not stage again after a restart. So the node records each staged volume
 // in StateDir, and the next process mounts it again at the same staging
 // path and re-binds its targets. Pods that start after that (or restart)
-// see a working volume; a container that kept the old mount sees ENOTCONN
-// until it restarts.
+// see a working volume, and so do running containers whose volume mount
+// has mountPropagation HostToContainer (restoreTarget); other running
+// containers keep the old mount and see ENOTCONN until they restart.
 
 // stateRecord is the record of one staged volume.
 type stateRecord struct {
@@ -117,11 +120,7 @@ func (d *Driver) restoreVolume(id string, rec *stateRecord) error {
 			klog.InfoS("Not restoring a target whose directory is gone", "volumeID", id, "target", target)
 			continue
 		}
-		if err := d.prepareMountPoint("target_path", target); err != nil {
-			klog.ErrorS(err, "Restore target", "volumeID", id, "target", target)
-			continue
-		}
-		if err := d.mount.Mount(rec.StagingPath, target, "", t.mountOptions()); err != nil {
+		if err := d.restoreTarget(rec.StagingPath, target, t); err != nil {
 			klog.ErrorS(err, "Restore target", "volumeID", id, "target", target)
 			continue
 		}
@@ -132,6 +131,24 @@ func (d *Driver) restoreVolume(id string, rec *stateRecord) error {
 	d.mu.Unlock()
 	d.saveState(st)
 	return nil
+}
+
+// restoreTarget binds the restored staging path at target. The previous
+// process left a dead mount there (Run keeps the mounts when it stops, and
+// a crash leaves them too). The new bind goes on top of it rather than in
+// its place: a running container's copy of the target (a slave of it, with
+// mountPropagation HostToContainer) receives the mounts made on top of the
+// mount it copied, and nothing else. Unmounting the dead one first would
+// leave the container's copy dead until the container restarts. The dead
+// layers go when the target is unpublished (cleanupMountPoint).
+func (d *Driver) restoreTarget(staging, target string, t publishedTarget) error {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(target, &sfs); !mount.IsCorruptedMnt(err) {
+		if err := d.prepareMountPoint("target_path", target); err != nil {
+			return err
+		}
+	}
+	return d.mount.Mount(staging, target, "", t.mountOptions())
 }
 
 func parentExists(path string) bool {

@@ -23,7 +23,7 @@ mkdir -p bin "$work/root" "$work/state"
 go build -o bin/csi-goferfs ./cmd/csi-goferfs
 echo "==> built bin/csi-goferfs ($(bin/csi-goferfs version))"
 bin/csi-goferfs serve --endpoint "unix://$work/csi.sock" --node-id demo-node \
-	--root "$work/root" --state-dir "$work/state" 2>"$work/serve.log" &
+	--root "$work/root" --state-dir "$work/state" --unmount-on-exit 2>"$work/serve.log" &
 server=$!
 for _ in $(seq 100); do
 	[ -S "$work/csi.sock" ] && break

@@ -28,7 +28,7 @@ go build -o "$bin/csi-goferfs" ./cmd/csi-goferfs
 
 mkdir -p "$work/root" "$work/state"
 "$bin/csi-goferfs" serve --endpoint "unix://$work/csi.sock" --node-id sanity-node \
-	--root "$work/root" --state-dir "$work/state" >"$work/serve.log" 2>&1 &
+	--root "$work/root" --state-dir "$work/state" --unmount-on-exit >"$work/serve.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do
 	[ -S "$work/csi.sock" ] && break

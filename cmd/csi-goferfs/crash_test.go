@@ -119,7 +119,9 @@ func TestCrash_KillDuringWritesKeepsPromisesAndRecovers(t *testing.T) {
 
 // TestGracefulStop_SIGTERMWritesBackBufferedData stops the server with
 // SIGTERM while an exclusive volume without a host FD holds buffered
-// writes that were never fsync'd: nothing written before the signal is lost.
+// writes that were never fsync'd: nothing written before the signal is
+// lost. The mounts stay for the next process, which restores the volume
+// on top of them; unpublishing then leaves no mount behind.
 func TestGracefulStop_SIGTERMWritesBackBufferedData(t *testing.T) {
 	requireRoot(t)
 	s := newServerDirs(t)
@@ -134,8 +136,61 @@ func TestGracefulStop_SIGTERMWritesBackBufferedData(t *testing.T) {
 		t.Fatalf("server exit after SIGTERM: %v", err)
 	}
 	checkRecords(t, filepath.Join(vol.remote, "log"), n, "buffered")
-	if mounted(t, vol.staging) {
-		t.Error("the staging mount survived a graceful stop")
+	if !mounted(t, vol.staging) || !mounted(t, vol.target) {
+		t.Error("a graceful stop unmounted the volume; running containers could not get it back")
+	}
+	s.start()
+	checkRecords(t, filepath.Join(vol.target, "log"), n, "restored")
+	s.unpublish(vol)
+	if mounted(t, vol.target) || mounted(t, vol.staging) {
+		t.Fatal("a mount survived NodeUnpublish/NodeUnstage after the restart")
+	}
+	if err := s.stop(syscall.SIGTERM); err != nil {
+		t.Fatalf("server exit after SIGTERM: %v", err)
+	}
+}
+
+// TestRestart_RunningContainerSeesRestoredVolume stops the server under a
+// running "container": a copy of the target made the way a container
+// runtime makes it for mountPropagation HostToContainer (a bind of the
+// target under a shared mount, turned into a slave). After the restart,
+// new opens through the container's copy must work again without
+// restarting it, after a graceful stop and after a crash.
+func TestRestart_RunningContainerSeesRestoredVolume(t *testing.T) {
+	requireRoot(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			s := newServerDirs(t)
+			s.shareDir() // like /var/lib/kubelet
+			s.start()
+			vol := s.publish("running", map[string]string{"interopMode": "exclusive", "forcePageCache": "true"})
+			ctr := containerCopy(t, vol.target, filepath.Join(s.dir, "container"))
+			if err := os.WriteFile(filepath.Join(ctr, "before"), []byte("before"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s.stop(sig)
+			if _, err := os.ReadFile(filepath.Join(ctr, "before")); err == nil {
+				t.Fatal("the container's copy still works with no server; the test cannot tell a restore from a survivor")
+			}
+
+			s.start()
+			if _, err := firstOpen(filepath.Join(ctr, "after"), 20*time.Second); err != nil {
+				t.Fatalf("new open in the running container after the restart: %v", err)
+			}
+			if b, err := os.ReadFile(filepath.Join(ctr, "before")); err != nil || string(b) != "before" {
+				t.Fatalf("the container reads %q, %v after the restart; want the data written before it", b, err)
+			}
+			if _, err := os.Stat(filepath.Join(vol.remote, "after")); err != nil {
+				t.Fatalf("a file created in the container after the restart is not in the remote: %v", err)
+			}
+			s.unpublish(vol)
+			if mounted(t, vol.target) || mounted(t, vol.staging) {
+				t.Fatal("a mount survived NodeUnpublish/NodeUnstage after the restart")
+			}
+			if err := s.stop(syscall.SIGTERM); err != nil {
+				t.Fatalf("server exit after SIGTERM: %v", err)
+			}
+		})
 	}
 }
 

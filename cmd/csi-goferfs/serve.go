@@ -21,7 +21,9 @@ type serveConfig struct {
 	services string
 	budget   int64
 	metrics  string
-	tls      ninepTLSFlags
+	// unmountOnExit: see driver.Config.UnmountOnExit.
+	unmountOnExit bool
+	tls           ninepTLSFlags
 }
 
 func serveFlags() (*flag.FlagSet, *serveConfig) {
@@ -34,13 +36,15 @@ func serveFlags() (*flag.FlagSet, *serveConfig) {
 	fl.StringVar(&c.services, "services", "controller,node", "CSI services to serve: controller, node, or controller,node")
 	fl.Int64Var(&c.budget, "cache-budget-bytes", 0, "bytes of memory for the page cache shared by all volumes of the node (0: 10% of RAM)")
 	fl.StringVar(&c.metrics, "metrics-address", "", "TCP address to serve Prometheus metrics on at /metrics, e.g. :9810 (empty: no metrics; the Helm chart sets :9810)")
+	fl.BoolVar(&c.unmountOnExit, "unmount-on-exit", false, "unmount every volume on SIGTERM instead of leaving the mounts for the next process to restore under running pods (use when no plugin will follow, e.g. outside Kubernetes)")
 	c.tls.register(fl)
 	klog.InitFlags(fl)
 	return fl, c
 }
 
 // serveMain runs the CSI driver until SIGINT or SIGTERM, then stops
-// accepting RPCs and writes back and unmounts every volume it staged.
+// accepting RPCs and writes back every volume it staged; the mounts stay
+// for the next process to restore unless --unmount-on-exit is given.
 func serveMain(args []string) int {
 	fl, c := serveFlags()
 	if err := fl.Parse(args); err != nil {
@@ -70,6 +74,7 @@ func serveMain(args []string) int {
 		Services:       services,
 		Mounter:        driver.FUSEMounter{Budget: budget(c.budget)},
 		MetricsAddress: c.metrics,
+		UnmountOnExit:  c.unmountOnExit,
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "csi-goferfs serve: %v\n", err)

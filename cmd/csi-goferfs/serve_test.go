@@ -175,6 +175,40 @@ func (s *server) unpublish(v *volume) {
 	}
 }
 
+// shareDir makes s.dir a shared mount, as the kubelet's directory is:
+// mounts made beneath it propagate to the copies made of them.
+func (s *server) shareDir() {
+	t := s.t
+	if err := syscall.Mount(s.dir, s.dir, "", syscall.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	// Cleanups run last-registered first: this detaches whatever a failed
+	// test left beneath s.dir before t.TempDir removes it.
+	t.Cleanup(func() { syscall.Unmount(s.dir, syscall.MNT_DETACH) })
+	if err := syscall.Mount("", s.dir, "", syscall.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// containerCopy binds target at dir as a container runtime does for a
+// volume mount with mountPropagation HostToContainer: a copy that
+// receives the mounts later made on top of target, and makes none of its
+// own visible outside.
+func containerCopy(t *testing.T, target, dir string) string {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount(target, dir, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	if err := syscall.Mount("", dir, "", syscall.MS_SLAVE|syscall.MS_REC, ""); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // mounted reports whether path is a mount point in /proc/self/mountinfo.
 func mounted(t *testing.T, path string) bool {
 	b, err := os.ReadFile("/proc/self/mountinfo")

@@ -130,7 +130,7 @@ func start(binary, work string) (*server, error) {
 	}
 	cmd := exec.Command(binary, "serve", "--endpoint", "unix://"+sock, "--node-id", "scale",
 		"--root", filepath.Join(work, "root"), "--state-dir", filepath.Join(work, "state"),
-		"--metrics-address", metrics)
+		"--metrics-address", metrics, "--unmount-on-exit")
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		return nil, err
