@@ -13,8 +13,9 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// controllerServer is the CSI controller service. It runs on the node whose
-// Root holds the volumes.
+// controllerServer is the CSI controller service. For local volumes it runs
+// on the node whose Root holds them; a 9P volume can be managed from any
+// node (ninep_volume.go).
 type controllerServer struct {
 	csi.UnimplementedControllerServer
 	d *Driver
@@ -22,10 +23,11 @@ type controllerServer struct {
 
 var _ csi.ControllerServer = (*controllerServer)(nil)
 
-// CreateVolume makes the directory Root/<id>. The ID is derived from the
-// name (volumeIDForName), so a retry finds the same volume. Capacity is
+// CreateVolume makes the directory Root/<id>, or a directory on a 9P
+// server (createNinepVolume). The ID is derived from the name
+// (volumeIDForName), so a retry finds the same volume. Capacity is
 // recorded and reported back but not enforced: a volume may use all the
-// free space of Root.
+// free space of Root or of the server.
 func (s *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
 	d := s.d
 	name := req.GetName()
@@ -54,6 +56,11 @@ func (s *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 	if len(req.GetMutableParameters()) > 0 {
 		return nil, status.Error(codes.InvalidArgument, "mutable_parameters are not supported")
 	}
+	want := &volumeMeta{Name: name, CapacityBytes: capacity, Params: p}
+	if p.Backend == Backend9P {
+		// Reachable from every node, so any topology is satisfied.
+		return d.createNinepVolume(ctx, want, req.GetCapacityRange())
+	}
 	if !d.satisfies(req.GetAccessibilityRequirements()) {
 		return nil, status.Errorf(codes.ResourceExhausted,
 			"accessibility_requirements: volumes of this controller live on node %s (%s=%s), which no requisite topology names",
@@ -61,7 +68,7 @@ func (s *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 	}
 	id := volumeIDForName(name)
 	return runLocked(ctx, d, id, func() (*csi.CreateVolumeResponse, error) {
-		m, err := d.createVolume(ctx, id, &volumeMeta{Name: name, CapacityBytes: capacity, Params: p}, req.GetCapacityRange())
+		m, err := d.createVolume(id, want, req.GetCapacityRange())
 		if err != nil {
 			return nil, err
 		}
@@ -74,13 +81,13 @@ func (s *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 	})
 }
 
-// createVolume creates volume id as described by want, or returns the
-// existing volume if it is compatible with want and cr.
+// createVolume creates local volume id as described by want, or returns
+// the existing volume if it is compatible with want and cr.
 //
 // The metadata is written before the directory and removed after it, so a
 // directory without metadata was never made by this driver and is neither
 // adopted nor deleted.
-func (d *Driver) createVolume(ctx context.Context, id string, want *volumeMeta, cr *csi.CapacityRange) (*volumeMeta, error) {
+func (d *Driver) createVolume(id string, want *volumeMeta, cr *csi.CapacityRange) (*volumeMeta, error) {
 	if err := d.rootUsable(); err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
@@ -89,19 +96,6 @@ func (d *Driver) createVolume(ctx context.Context, id string, want *volumeMeta, 
 		return nil, status.Errorf(codes.Internal, "read metadata of volume %s: %v", id, err)
 	}
 	switch {
-	case have == nil && want.Params.Backend == Backend9P:
-		exists, err := d.ninepVolumeExists(ctx, id, want.Params)
-		if err != nil {
-			return nil, err
-		}
-		if exists {
-			return nil, status.Errorf(codes.AlreadyExists,
-				"name %q: %s/%s already exists on 9P server %s but was not created by this driver", want.Name, want.Params.Export, id, want.Params.Server)
-		}
-		if err := d.writeMeta(id, want); err != nil {
-			return nil, status.Errorf(codes.Internal, "write metadata of volume %s: %v", id, err)
-		}
-		have = want
 	case have == nil:
 		if _, err := os.Lstat(d.volumeDir(id)); err == nil {
 			return nil, status.Errorf(codes.AlreadyExists,
@@ -121,12 +115,6 @@ func (d *Driver) createVolume(ctx context.Context, id string, want *volumeMeta, 
 			want.Name, have.CapacityBytes)
 	}
 	// A retry after a crash may find the metadata but not the directory.
-	if have.Params.Backend == Backend9P {
-		if err := d.createNinepVolume(ctx, id, have.Params); err != nil {
-			return nil, err
-		}
-		return have, nil
-	}
 	if err := makeVolumeDir(d.volumeDir(id)); err != nil {
 		return nil, status.Errorf(codes.Internal, "create volume %s: %v", id, err)
 	}
@@ -192,7 +180,9 @@ func (d *Driver) namedIn(ts []*csi.Topology) bool {
 
 // DeleteVolume removes the volume's directory, then its metadata. A volume
 // without metadata was not created by this driver (or is already deleted)
-// and is left alone.
+// and is left alone. The metadata of a local volume, or of a 9P volume of
+// the earlier scheme, is in Root; a 9P volume's ID names the server that
+// holds its metadata.
 func (s *controllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
 	d := s.d
 	id := req.GetVolumeId()
@@ -208,6 +198,12 @@ func (s *controllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolu
 			return nil, status.Errorf(codes.Internal, "read metadata of volume %s: %v", id, err)
 		}
 		if m == nil {
+			if r, ok, err := parseNinepVolumeID(id); ok {
+				if err != nil {
+					return nil, err
+				}
+				return &csi.DeleteVolumeResponse{}, d.deleteNinepVolumeByRef(ctx, id, r)
+			}
 			if _, err := os.Lstat(d.volumeDir(id)); err == nil {
 				klog.InfoS("Not deleting a directory this driver did not create", "volumeID", id, "path", d.volumeDir(id))
 			}
@@ -253,20 +249,9 @@ func (s *controllerServer) ValidateVolumeCapabilities(ctx context.Context, req *
 		return nil, err
 	}
 	p := ctxParams
-	m, err := d.readMeta(id)
+	m, err := d.lookupVolume(ctx, id, ctxParams)
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "read metadata of volume %s: %v", id, err)
-	}
-	if m != nil && m.Params.Backend == Backend9P {
-		exists, err := d.ninepVolumeExists(ctx, id, m.Params)
-		if err != nil {
-			return nil, err
-		}
-		if !exists {
-			return nil, status.Errorf(codes.NotFound, "volume %s does not exist", id)
-		}
-	} else if fi, err := os.Lstat(d.volumeDir(id)); err != nil || !fi.IsDir() {
-		return nil, status.Errorf(codes.NotFound, "volume %s does not exist", id)
+		return nil, err
 	}
 	if m != nil {
 		p = m.Params
@@ -289,8 +274,54 @@ func (s *controllerServer) ValidateVolumeCapabilities(ctx context.Context, req *
 	}}, nil
 }
 
+// lookupVolume returns the metadata of volume id (nil for a volume made
+// outside the driver), or NotFound if its directory does not exist. A
+// volume without metadata in Root or on the server its ID names is looked
+// for where ctxParams, its volume context, say.
+func (d *Driver) lookupVolume(ctx context.Context, id string, ctxParams volumeParams) (*volumeMeta, error) {
+	notFound := status.Errorf(codes.NotFound, "volume %s does not exist", id)
+	m, err := d.readMeta(id)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "read metadata of volume %s: %v", id, err)
+	}
+	if m == nil {
+		r, ok, err := parseNinepVolumeID(id)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			m, exists, err := d.lookupNinepVolume(ctx, id, r)
+			if err != nil {
+				return nil, err
+			}
+			if !exists {
+				return nil, notFound
+			}
+			return m, nil
+		}
+	}
+	p := ctxParams
+	if m != nil {
+		p = m.Params
+	}
+	if p.Backend == Backend9P {
+		// The earlier scheme, or a static volume: the directory is id.
+		exists, err := d.ninepVolumeExists(ctx, id, p)
+		if err != nil {
+			return nil, err
+		}
+		if !exists {
+			return nil, notFound
+		}
+	} else if fi, err := os.Lstat(d.volumeDir(id)); err != nil || !fi.IsDir() {
+		return nil, notFound
+	}
+	return m, nil
+}
+
 // GetCapacity reports the free space of Root, or zero for parameters,
-// capabilities or a topology this node cannot serve.
+// capabilities or a topology this node cannot serve. A 9P server's free
+// space is the same from every node, so topology does not matter for it.
 func (s *controllerServer) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
 	d := s.d
 	p, err := parseParams("parameters", req.GetParameters())
@@ -305,15 +336,15 @@ func (s *controllerServer) GetCapacity(ctx context.Context, req *csi.GetCapacity
 			return &csi.GetCapacityResponse{}, nil
 		}
 	}
-	if t := req.GetAccessibleTopology(); t != nil && !d.namedIn([]*csi.Topology{t}) {
-		return &csi.GetCapacityResponse{}, nil
-	}
 	if p.Backend == Backend9P {
 		avail, err := d.ninepCapacity(ctx, p)
 		if err != nil {
 			return nil, err
 		}
 		return &csi.GetCapacityResponse{AvailableCapacity: avail}, nil
+	}
+	if t := req.GetAccessibleTopology(); t != nil && !d.namedIn([]*csi.Topology{t}) {
+		return &csi.GetCapacityResponse{}, nil
 	}
 	if err := d.rootUsable(); err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())

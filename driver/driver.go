@@ -4,11 +4,15 @@
 //
 // # Volumes
 //
-// A volume is a directory Root/<id> on one node. The controller creates and
+// A local volume is a directory Root/<id> on one node. The controller creates and
 // deletes it and keeps the volume's parameters in Root/.goferfs-meta/<id>.json,
 // outside the volume so users never see them. Volume IDs are single path
 // components from a small character set (see validate.go), so no ID can name
 // a path outside Root.
+//
+// A volume on a 9P server has no node: any controller instance may get its
+// calls. Its ID names the server, the export and its directory there, and
+// its metadata lives on the server (ninep_volume.go); it has no topology.
 //
 // # Node
 //
@@ -39,6 +43,7 @@
 package driver
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -48,13 +53,15 @@ import (
 	"sync"
 
 	"k8s.io/mount-utils"
+
+	"github.com/csi-goferfs/csi-goferfs/backend/ninep"
 )
 
 // DefaultName is the driver name registered with Kubernetes.
 const DefaultName = "goferfs.csi.dev"
 
-// TopologyKey is the topology segment that pins a volume to the node whose
-// Root holds it.
+// TopologyKey is the topology segment that pins a local volume to the node
+// whose Root holds it. Volumes on a 9P server have no topology.
 const TopologyKey = "topology.goferfs.csi.dev/node"
 
 // Services selects which CSI services a Driver serves. The identity service
@@ -122,6 +129,9 @@ type Driver struct {
 	mounter       Mounter
 	// ninepTLSConf is Config.NinepTLS; fixed at New.
 	ninepTLSConf *tls.Config
+	// ninepDial connects the controller to a 9P server: ninep.Dial,
+	// which tests replace.
+	ninepDial func(context.Context, ninep.Config) (*ninep.FS, error)
 	// mount does bind mounts and mount-point checks; tests replace it.
 	mount mount.Interface
 
@@ -178,6 +188,7 @@ func New(cfg Config) (*Driver, error) {
 		services:      cfg.Services,
 		mounter:       cfg.Mounter,
 		ninepTLSConf:  cfg.NinepTLS,
+		ninepDial:     ninep.Dial,
 		mount:         mount.New(""),
 		staged:        make(map[string]*stagedVolume),
 		metricsAddr:   cfg.MetricsAddress,

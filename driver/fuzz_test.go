@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"k8s.io/mount-utils"
 
+	"github.com/csi-goferfs/csi-goferfs/backend/ninep"
 	"github.com/csi-goferfs/csi-goferfs/datapath"
 )
 
@@ -33,9 +34,11 @@ import (
 
 // fuzzCodes are the codes one caller at a time may see. Aborted is left out
 // on purpose: a sequential caller must never find a volume lock held.
+// Unavailable is what a 9P volume ID gets: the fuzz driver reaches no 9P
+// server (newFuzzEnv).
 var fuzzCodes = map[codes.Code]bool{
 	codes.OK: true, codes.InvalidArgument: true, codes.NotFound: true, codes.AlreadyExists: true,
-	codes.FailedPrecondition: true, codes.ResourceExhausted: true, codes.Internal: true,
+	codes.FailedPrecondition: true, codes.ResourceExhausted: true, codes.Internal: true, codes.Unavailable: true,
 }
 
 // recordingMounter remembers every FUSE mount asked for, including those
@@ -77,6 +80,8 @@ func newFuzzEnv(t *testing.T) *fuzzEnv {
 		t.Fatal(err)
 	}
 	d.mount = table
+	// A fuzzed 9P volume ID names any server: connect to none.
+	d.ninepDial = func(context.Context, ninep.Config) (*ninep.FS, error) { return nil, syscall.ECONNREFUSED }
 	e.testEnv = &testEnv{d: d, cs: &controllerServer{d: d}, ns: &nodeServer{d: d}, fuse: e.rec.fakeMounter, table: table, dir: e.scratch}
 	if _, err := e.cs.CreateVolume(context.Background(), createReq("vol-1", nil)); err != nil {
 		t.Fatal(err)

@@ -109,12 +109,12 @@ func (p volumeParams) ninepContext(m map[string]string) {
 	}
 }
 
-// ninepConfig is the dial configuration of volume id (its directory), or
-// of the export itself when id is empty.
-func (d *Driver) ninepConfig(p volumeParams, id string) ninep.Config {
+// ninepConfig is the dial configuration of a volume's directory dir, or
+// of the export itself when dir is empty.
+func (d *Driver) ninepConfig(p volumeParams, dir string) ninep.Config {
 	return ninep.Config{
 		Server:  p.Server,
-		Export:  path.Join(p.Export, id),
+		Export:  path.Join(p.Export, dir),
 		Msize:   p.Msize,
 		TLS:     d.ninepTLS(p.Server),
 		Timeout: ninepDialTimeout,
@@ -135,74 +135,49 @@ func (d *Driver) ninepTLS(server string) *tls.Config {
 	return c
 }
 
-// dialNinep dials the export of p (id empty) or volume id's directory,
+// dialNinep dials the export of p (dir empty) or a volume's directory dir,
 // within ctx and ninepDialTimeout, and maps failures to gRPC codes.
-func (d *Driver) dialNinep(ctx context.Context, p volumeParams, id string) (*ninep.FS, error) {
-	cfg := d.ninepConfig(p, id)
-	fsys, err := ninep.Dial(ctx, cfg)
-	if err == nil {
-		return fsys, nil
+func (d *Driver) dialNinep(ctx context.Context, p volumeParams, dir string) (*ninep.FS, error) {
+	fsys, err := d.ninepDial(ctx, d.ninepConfig(p, dir))
+	if err != nil {
+		return nil, dialStatus(ctx, err, p, dir)
 	}
+	return fsys, nil
+}
+
+// dialStatus maps a failed dial of p's export (dir empty) or of the
+// volume directory dir to a gRPC status.
+func dialStatus(ctx context.Context, err error, p volumeParams, dir string) error {
 	switch {
 	case errors.Is(err, ninep.ErrDialect):
-		return nil, status.Errorf(codes.InvalidArgument, "%s %s: %v", ParamServer, p.Server, err)
-	case id != "" && errors.Is(err, syscall.ENOENT):
-		return nil, status.Errorf(codes.NotFound, "volume %s does not exist on 9P server %s: %v", id, p.Server, err)
+		return status.Errorf(codes.InvalidArgument, "%s %s: %v", ParamServer, p.Server, err)
+	case dir != "" && errors.Is(err, syscall.ENOENT):
+		return status.Errorf(codes.NotFound, "volume directory %s does not exist on 9P server %s: %v", dir, p.Server, err)
 	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
-		return nil, status.Errorf(codes.InvalidArgument, "%s %s on 9P server %s: %v", ParamExport, p.Export, p.Server, err)
+		return status.Errorf(codes.InvalidArgument, "%s %s on 9P server %s: %v", ParamExport, p.Export, p.Server, err)
 	case ctx.Err() != nil:
-		return nil, status.FromContextError(ctx.Err()).Err()
+		return status.FromContextError(ctx.Err()).Err()
 	}
-	return nil, status.Errorf(codes.Unavailable, "9P server %s: %v", p.Server, err)
+	return status.Errorf(codes.Unavailable, "9P server %s: %v", p.Server, err)
 }
 
-// createNinepVolume makes the directory of volume id on the server,
-// world-writable like a fresh file system's root. An existing directory
-// is the volume made by an earlier try.
-func (d *Driver) createNinepVolume(ctx context.Context, id string, p volumeParams) error {
-	fsys, err := d.dialNinep(ctx, p, "")
-	if err != nil {
-		return err
-	}
-	defer fsys.Close()
-	err = fsys.Mkdir(id, 0o777)
-	if errors.Is(err, syscall.EEXIST) {
-		a, lerr := fsys.Lstat(id)
-		if lerr == nil && a.Mode&syscall.S_IFMT == syscall.S_IFDIR {
-			return nil
-		}
-		return status.Errorf(codes.AlreadyExists, "volume %s: %s/%s exists on 9P server %s and is not a directory", id, p.Export, id, p.Server)
-	}
-	if err != nil {
-		return status.Errorf(codes.Internal, "create volume %s on 9P server %s: %v", id, p.Server, err)
-	}
-	// The server may apply its umask to the mkdir.
-	if err := fsys.Chmod(id, 0o777); err != nil {
-		return status.Errorf(codes.Internal, "create volume %s on 9P server %s: %v", id, p.Server, err)
-	}
-	return nil
-}
-
-// ninepVolumeExists tells whether volume id's directory exists on the
-// server.
-func (d *Driver) ninepVolumeExists(ctx context.Context, id string, p volumeParams) (bool, error) {
+// ninepVolumeExists tells whether directory dir exists in p's export.
+func (d *Driver) ninepVolumeExists(ctx context.Context, dir string, p volumeParams) (bool, error) {
 	fsys, err := d.dialNinep(ctx, p, "")
 	if err != nil {
 		return false, err
 	}
 	defer fsys.Close()
-	_, err = fsys.Lstat(id)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, syscall.ENOENT):
-		return false, nil
+	exists, err := ninepExists(fsys, dir)
+	if err != nil {
+		return false, status.Errorf(codes.Unavailable, "check %s/%s on 9P server %s: %v", p.Export, dir, p.Server, err)
 	}
-	return false, status.Errorf(codes.Unavailable, "check volume %s on 9P server %s: %v", id, p.Server, err)
+	return exists, nil
 }
 
-// deleteNinepVolume removes volume id's directory and everything in it
-// from the server. A directory already gone is success.
+// deleteNinepVolume removes volume id's directory (id itself: a volume of
+// the earlier scheme, whose metadata is in Root) and everything in it from
+// the server. A directory already gone is success.
 func (d *Driver) deleteNinepVolume(ctx context.Context, id string, p volumeParams) error {
 	fsys, err := d.dialNinep(ctx, p, "")
 	if err != nil {
@@ -217,7 +192,21 @@ func (d *Driver) deleteNinepVolume(ctx context.Context, id string, p volumeParam
 
 // removeAll removes name and, if it is a directory, its contents. It
 // never follows a symlink: entries are removed, not their targets.
+// Controllers on several nodes may remove the same tree at once (every
+// node's provisioner deletes a PV without node affinity): an entry that
+// another one removed meanwhile is ENOENT, whatever error the server gave
+// (the gofer answers EINVAL for a name in a directory removed meanwhile).
 func removeAll(fsys *ninep.FS, name string) error {
+	err := removeTree(fsys, name)
+	if err != nil && !errors.Is(err, syscall.ENOENT) {
+		if _, lerr := fsys.Lstat(name); errors.Is(lerr, syscall.ENOENT) {
+			return syscall.ENOENT
+		}
+	}
+	return err
+}
+
+func removeTree(fsys *ninep.FS, name string) error {
 	err := fsys.Unlink(name)
 	if err == nil || errors.Is(err, syscall.ENOENT) {
 		return err
@@ -283,16 +272,27 @@ func (d *Driver) mountNinep(id, path string, opts datapath.Options, p volumePara
 	if !ok {
 		return nil, fmt.Errorf("this node's mounter cannot mount 9P volumes")
 	}
-	return nm.MountNinep(d.ninepConfig(p, id), path, opts)
+	return nm.MountNinep(d.ninepConfig(p, ninepDir(id)), path, opts)
 }
 
 // volumeSource returns the directory of a local volume (NotFound if it is
 // missing); a 9P volume has none, its server is checked when it mounts.
+// The server and export of a 9P volume whose ID names them must be the
+// volume context's: the ID is what the controller manages.
 func (d *Driver) volumeSource(id string, p volumeParams) (string, error) {
-	if p.Backend == Backend9P {
-		return "", nil
+	if p.Backend != Backend9P {
+		return d.existingVolumeDir(id)
 	}
-	return d.existingVolumeDir(id)
+	r, ok, err := parseNinepVolumeID(id)
+	if err != nil {
+		return "", err
+	}
+	if ok && (r.Server != p.Server || r.Export != p.Export) {
+		return "", status.Errorf(codes.InvalidArgument,
+			"volume_context: %s %q and %s %q differ from those of volume %s (%q, %q)",
+			ParamServer, p.Server, ParamExport, p.Export, id, r.Server, r.Export)
+	}
+	return "", nil
 }
 
 // mountError maps a failed mount of volume id at path to a gRPC status:

@@ -81,7 +81,10 @@ func TestNinepControllerLifecycle(t *testing.T) {
 				t.Fatal(err)
 			}
 			id := resp.GetVolume().GetVolumeId()
-			fi, err := os.Stat(filepath.Join(export, id))
+			if len(resp.GetVolume().GetAccessibleTopology()) != 0 {
+				t.Errorf("a 9P volume has topology %v; it must not be pinned to a node", resp.GetVolume().GetAccessibleTopology())
+			}
+			fi, err := os.Stat(filepath.Join(export, "pvc-1"))
 			if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o777 {
 				t.Fatalf("volume directory on the export: %v, %v", fi, err)
 			}
@@ -109,7 +112,7 @@ func TestNinepControllerLifecycle(t *testing.T) {
 			if err := os.WriteFile(keep, []byte("x"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			vdir := filepath.Join(export, id)
+			vdir := filepath.Join(export, "pvc-1")
 			if err := os.MkdirAll(filepath.Join(vdir, "a", "b"), 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -235,6 +238,28 @@ func TestNinepNodeStage(t *testing.T) {
 				t.Fatal(err)
 			}
 			if _, err := ns.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: "vol-1", StagingTargetPath: re.staging}); err != nil {
+				t.Fatal(err)
+			}
+
+			// A volume made by CreateVolume: its ID names the server, and
+			// the node mounts the directory the ID names.
+			resp, err := controllerOn(t, "node-2").CreateVolume(ctx, createReq("pvc-1", ninepParams(srv.Config.Server, srv.Config.Export), mnmwCap))
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, vctx := resp.GetVolume().GetVolumeId(), resp.GetVolume().GetVolumeContext()
+			stage := stageReq(id, re.staging, vctx)
+			stage.VolumeCapability = mountCap(mnmwCap)
+			if _, err := ns.NodeStageVolume(ctx, stage); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(re.staging, "hello"), []byte("by ID"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := os.ReadFile(filepath.Join(export, "pvc-1", "hello")); err != nil || string(b) != "by ID" {
+				t.Fatalf("export holds %q, %v", b, err)
+			}
+			if _, err := ns.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: re.staging}); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -71,9 +71,11 @@ func safeIDRune(r rune) bool {
 // already a valid ID is used as is, which keeps the directories under Root
 // recognisable ("pvc-<uid>" from Kubernetes); any other name is hashed.
 // The name is stored in the volume's metadata, so a valid name that happens
-// to equal another name's hash is detected as a conflict.
+// to equal another name's hash is detected as a conflict. A name with the
+// prefix of 9P volume IDs is hashed too, so no local volume's ID is taken
+// for a 9P one.
 func volumeIDForName(name string) string {
-	if checkVolumeID(name) == nil {
+	if checkVolumeID(name) == nil && !strings.HasPrefix(name, ninepIDPrefix) {
 		return name
 	}
 	sum := sha256.Sum256([]byte(name))

@@ -52,3 +52,24 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "csi-goferfs.socketDir" -}}
 {{- printf "%s/plugins/%s" (trimSuffix "/" .Values.kubeletDir) (include "csi-goferfs.driverName" .) }}
 {{- end }}
+
+{{/* goferName is the gofer's Deployment and Service. */}}
+{{- define "csi-goferfs.goferName" -}}
+{{- printf "%s-gofer" (include "csi-goferfs.fullname" .) }}
+{{- end }}
+
+{{/* ninepServer is the 9P StorageClass's server: backend9p.server, or the gofer's Service. */}}
+{{- define "csi-goferfs.ninepServer" -}}
+{{- if .Values.backend9p.server }}
+{{- .Values.backend9p.server }}
+{{- else if .Values.gofer.enabled }}
+{{- printf "%s.%s.svc:%d" (include "csi-goferfs.goferName" .) .Release.Namespace (int .Values.gofer.port) }}
+{{- else }}
+{{- fail "backend9p.server is required unless gofer.enabled: name the 9P server (host:port or /unix/socket)" }}
+{{- end }}
+{{- end }}
+
+{{/* immediateBinding: the node provisioners must take claims of a class with Immediate binding. */}}
+{{- define "csi-goferfs.immediateBinding" -}}
+{{- and .Values.backend9p.enabled (eq .Values.backend9p.volumeBindingMode "Immediate") }}
+{{- end }}

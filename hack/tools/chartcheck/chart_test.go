@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -104,6 +105,72 @@ func TestStorageClassesFollowValues(t *testing.T) {
 			}
 			if !slices.Equal(modes, tc.modes) {
 				t.Errorf("classes for modes %v, want %v", modes, tc.modes)
+			}
+		})
+	}
+}
+
+// TestNinepStorageClass: the 9P class names the server (the gofer's
+// Service by default) and export, binds as configured, and the node
+// provisioners take claims without a selected node exactly when it binds
+// immediately; the local classes still wait for the first consumer.
+func TestNinepStorageClass(t *testing.T) {
+	for _, tc := range []struct {
+		name                  string
+		args                  []string
+		server, export, msize string
+		binding               storagev1.VolumeBindingMode
+	}{
+		{"on the gofer", []string{"-f", chartDir + "/ci/ninep-values.yaml"},
+			"goferfs-csi-goferfs-gofer.csi-goferfs.svc:5640", "/", "", storagev1.VolumeBindingWaitForFirstConsumer},
+		{"external server, immediate binding", []string{"--set", "backend9p.enabled=true", "--set", "backend9p.server=10.0.0.5:5640",
+			"--set", "backend9p.export=/srv/volumes", "--set", "backend9p.msize=1052672",
+			"--set", "backend9p.volumeBindingMode=Immediate"},
+			"10.0.0.5:5640", "/srv/volumes", "1052672", storagev1.VolumeBindingImmediate},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := mustCheck(t, tc.args...)
+			var ninep []*storagev1.StorageClass
+			for _, sc := range objectsOf[*storagev1.StorageClass](objs) {
+				if sc.Parameters["backend"] != "9p" {
+					if sc.VolumeBindingMode == nil || *sc.VolumeBindingMode != storagev1.VolumeBindingWaitForFirstConsumer {
+						t.Errorf("local class %s: volumeBindingMode %v", sc.Name, sc.VolumeBindingMode)
+					}
+					continue
+				}
+				ninep = append(ninep, sc)
+			}
+			if len(ninep) != 1 {
+				t.Fatalf("%d 9P classes, want 1", len(ninep))
+			}
+			sc := ninep[0]
+			want := map[string]string{"backend": "9p", "server": tc.server, "export": tc.export, "interopMode": "shared"}
+			if tc.msize != "" {
+				want["msize"] = tc.msize
+			}
+			if !maps.Equal(sc.Parameters, want) {
+				t.Errorf("parameters %v, want %v", sc.Parameters, want)
+			}
+			if sc.Name != "goferfs-9p" || sc.Provisioner != driverName || len(sc.AllowedTopologies) != 0 ||
+				sc.AllowVolumeExpansion == nil || *sc.AllowVolumeExpansion {
+				t.Errorf("class %s: provisioner %s, allowedTopologies %v, allowVolumeExpansion %v",
+					sc.Name, sc.Provisioner, sc.AllowedTopologies, sc.AllowVolumeExpansion)
+			}
+			if sc.VolumeBindingMode == nil || *sc.VolumeBindingMode != tc.binding {
+				t.Errorf("volumeBindingMode %v, want %s", sc.VolumeBindingMode, tc.binding)
+			}
+			if strings.HasSuffix(tc.server, ".svc:5640") {
+				name, ns, _ := strings.Cut(strings.TrimSuffix(tc.server, ".svc:5640"), ".")
+				if !slices.ContainsFunc(objectsOf[*corev1.Service](objs), func(s *corev1.Service) bool {
+					return s.Name == name && s.Namespace == ns && len(s.Spec.Ports) == 1 && s.Spec.Ports[0].Port == 5640
+				}) {
+					t.Errorf("no Service %s in %s with port 5640 for server %s", name, ns, tc.server)
+				}
+			}
+			prov := container(t, &nodeDaemonSet(t, objs).Spec.Template.Spec, "provisioner")
+			flag := fmt.Sprintf("--node-deployment-immediate-binding=%t", tc.binding == storagev1.VolumeBindingImmediate)
+			if !slices.Contains(prov.Args, flag) {
+				t.Errorf("provisioner args %v lack %s", prov.Args, flag)
 			}
 		})
 	}

@@ -167,7 +167,11 @@ func TestValuesAreValidated(t *testing.T) {
 		{"misspelt key", []string{"--set", "storageClasses.shared.forcePageCach=true"}, "forcePageCach"},
 		{"string for a boolean", []string{"--set-string", "storageClasses.shared.forcePageCache=yes"}, "forcePageCache"},
 		{"relative root", []string{"--set", "root=volumes"}, "/root"},
-		{"9P backend not implemented", []string{"--set", "backend9p.enabled=true"}, "not implemented"},
+		{"9P class without a server or the gofer", []string{"--set", "backend9p.enabled=true"}, "backend9p.server is required"},
+		{"9P msize the driver refuses", []string{"--set", "backend9p.enabled=true", "--set", "gofer.enabled=true", "--set", "backend9p.msize=100"}, "msize"},
+		{"9P relative export", []string{"--set", "backend9p.export=srv"}, "export"},
+		{"9P misspelt binding mode", []string{"--set", "backend9p.volumeBindingMode=Immediately"}, "volumeBindingMode"},
+		{"9P unknown interop mode", []string{"--set", "backend9p.interopMode=async"}, "interopMode"},
 		{"misspelt gofer key", []string{"--set", "gofer.tls.secret=x"}, "secret"},
 		{"relative gofer export", []string{"--set", "gofer.exportPath=srv"}, "exportPath"},
 	}
