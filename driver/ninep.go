@@ -308,7 +308,9 @@ func mountError(id, path string, p volumeParams, err error) error {
 			return status.Errorf(codes.FailedPrecondition, "mount volume %s from 9P server %s: %v", id, p.Server, err)
 		case !errors.Is(err, datapath.ErrSessionEnded):
 			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EIO) {
+			// Every syscall.Errno has a Timeout method: ask it.
+			timeout := errors.As(err, &ne) && ne.Timeout()
+			if timeout || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EIO) {
 				return status.Errorf(codes.Unavailable, "mount volume %s: 9P server %s: %v", id, p.Server, err)
 			}
 		}
