@@ -112,11 +112,7 @@ func mountNinep(t *testing.T, srv *ninetest.Server, opts Options, timeout time.D
 		fsys.Close()
 		t.Fatalf("mount: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := vol.Unmount(); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-	})
+	unmountAtEnd(t, vol)
 	return &ninepMount{vol: vol, mnt: mnt, fsys: fsys}
 }
 
