@@ -123,7 +123,14 @@ func (n *node) fileCache(name string) (*cache.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	cf, err := cache.NewFile(cacheRemote{f}, n.vol.budget, cache.Options{Counters: &n.vol.cacheCounters})
+	cf, err := cache.NewFile(cacheRemote{f}, n.vol.budget, cache.Options{
+		Counters: &n.vol.cacheCounters,
+		// An exclusive write returns once the data is in the cache:
+		// whole pages the kernel writes back stay dirty here until
+		// writeback succeeds, instead of failing the kernel's writeback
+		// (which drops them) when the remote is away (C1).
+		BufferGapWrites: n.vol.opts.Mode == Exclusive,
+	})
 	if err != nil {
 		f.Close()
 		return nil, err
