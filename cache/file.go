@@ -85,6 +85,12 @@ func NewFile(remote Remote, budget *Budget, opts Options) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: size of remote: %w", err)
 	}
+	return NewFileOfSize(remote, budget, size, opts)
+}
+
+// NewFileOfSize is NewFile for a caller that knows the remote's size (it
+// just created the file, or stat'ed it), which spares a remote call.
+func NewFileOfSize(remote Remote, budget *Budget, size int64, opts Options) (*File, error) {
 	if size < 0 {
 		return nil, fmt.Errorf("%w: remote size %d", ErrInvalid, size)
 	}

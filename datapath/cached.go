@@ -107,37 +107,55 @@ func (v *Volume) usesCache(h *handle) bool {
 
 // fileCache returns the node's page cache, creating it on first use from
 // the remote file called name (a new node is not in the tree until its
-// Create returns, so the caller names it).
-func (n *node) fileCache(name string) (*cache.File, error) {
+// Create returns, so the caller names it). If the caller's own open of the
+// file, f, is readable and writable, the cache shares it rather than
+// opening the file again (two round trips on a network remote), and a
+// known size (>= 0) spares it asking the remote.
+func (n *node) fileCache(name string, f backend.File, rdwr bool, size int64) (*cache.File, backend.File, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.cache != nil {
-		return n.cache.file, nil
+		return n.cache.file, f, nil
 	}
-	// The cache writes back whatever any handle wrote, so it needs its own
-	// read-write descriptor, independent of the handles' lifetimes.
-	f, err := n.vol.fs.Open(name, unix.O_RDWR, 0)
-	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EROFS) || errors.Is(err, unix.EPERM) {
-		f, err = n.vol.fs.Open(name, unix.O_RDONLY, 0)
+	var remote backend.File
+	if rdwr {
+		f, remote = share(f)
+	} else {
+		// The cache writes back whatever any handle wrote, so it needs
+		// its own read-write descriptor, independent of the handles'
+		// lifetimes.
+		var err error
+		remote, err = n.vol.fs.Open(name, unix.O_RDWR, 0)
+		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EROFS) || errors.Is(err, unix.EPERM) {
+			remote, err = n.vol.fs.Open(name, unix.O_RDONLY, 0)
+		}
+		if err != nil {
+			return nil, f, err
+		}
+		size = -1 // the size may have changed since the caller's stat
 	}
-	if err != nil {
-		return nil, err
-	}
-	cf, err := cache.NewFile(cacheRemote{f}, n.vol.budget, cache.Options{
+	opts := cache.Options{
 		Counters: &n.vol.cacheCounters,
 		// An exclusive write returns once the data is in the cache:
 		// whole pages the kernel writes back stay dirty here until
 		// writeback succeeds, instead of failing the kernel's writeback
 		// (which drops them) when the remote is away (C1).
 		BufferGapWrites: n.vol.opts.Mode == Exclusive,
-	})
-	if err != nil {
-		f.Close()
-		return nil, err
 	}
-	n.cache = &nodeCache{file: cf, remote: f}
+	var cf *cache.File
+	var err error
+	if size >= 0 {
+		cf, err = cache.NewFileOfSize(cacheRemote{remote}, n.vol.budget, size, opts)
+	} else {
+		cf, err = cache.NewFile(cacheRemote{remote}, n.vol.budget, opts)
+	}
+	if err != nil {
+		remote.Close()
+		return nil, f, err
+	}
+	n.cache = &nodeCache{file: cf, remote: remote}
 	n.vol.trackCache(n.cache)
-	return cf, nil
+	return cf, f, nil
 }
 
 // cachedFile returns the node's page cache if it has one.

@@ -33,18 +33,22 @@ type handle struct {
 	killPriv atomic.Bool
 }
 
-// newHandle returns the handle of an open of n, the remote file name.
-func (v *Volume) newHandle(n *node, name string, f backend.File, flags uint32) (*handle, error) {
+// newHandle returns the handle of an open of n, the remote file name,
+// opened with the caller's flags as f; size is the file's size if the
+// caller just learned it from the remote, else -1. On error the caller
+// still owns f.
+func (v *Volume) newHandle(n *node, name string, f backend.File, flags uint32, size int64) (*handle, error) {
 	h := &handle{node: n, f: f, flags: flags, host: -1}
 	if hf, ok := f.(backend.HostFile); ok && v.passthrough.Load() {
 		h.host = hf.Fd()
 	}
 	if v.usesCache(h) {
-		cf, err := n.fileCache(name)
+		rdwr := v.remoteOpenFlags(flags)&unix.O_ACCMODE == unix.O_RDWR
+		cf, hf, err := n.fileCache(name, f, rdwr, size)
 		if err != nil {
 			return nil, err
 		}
-		h.cache = cf
+		h.f, h.cache = hf, cf
 	}
 	if h.host < 0 && v.opts.Mode != Exclusive {
 		// Direct I/O writes reach the daemon without the kernel's

@@ -38,7 +38,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if err != nil {
 		return nil, 0, n.errno(err)
 	}
-	h, err := n.vol.newHandle(n, name, f, flags)
+	h, err := n.vol.newHandle(n, name, f, flags, -1)
 	if err != nil {
 		f.Close()
 		return nil, 0, n.errno(err)
@@ -67,7 +67,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, n.errno(err)
 	}
 	child := n.newChild(ctx, &a, out)
-	h, err := n.vol.newHandle(child.Operations().(*node), p, f, flags)
+	h, err := n.vol.newHandle(child.Operations().(*node), p, f, flags, a.Size)
 	if err != nil {
 		f.Close()
 		return nil, nil, 0, n.errno(err)
