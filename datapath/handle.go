@@ -228,16 +228,22 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 }
 
 func (h *handle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+	if a, ok := h.node.knownAttr(); ok {
+		fillAttr(&out.Attr, &a)
+		return 0
+	}
 	a, err := h.f.Stat()
 	if err != nil {
 		return h.errno(err)
 	}
+	h.node.rememberAttr(&a)
 	fillAttr(&out.Attr, &a)
 	h.node.cachedSize(&out.Attr)
 	return 0
 }
 
 func (h *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
+	h.node.forgetAttr() // blocks, and maybe the size, change
 	change := func() error { return h.f.Allocate(mode, int64(off), int64(size)) }
 	if h.cache == nil {
 		return h.errno(change())
