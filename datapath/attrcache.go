@@ -15,25 +15,36 @@ import (
 // answered from them: over a network each saves a round trip, and an
 // untar sends several of each per file.
 //
-// Only regular files of volumes with the kernel's writeback cache (every
+// Regular files of volumes with the kernel's writeback cache (every
 // exclusive volume without passthrough) qualify: their size and times are
-// the kernel's own, and their data reaches the remote through the daemon.
-// A directory's nlink, size and times change with every entry made in it,
-// and a passthrough file's with every write the kernel does itself.
+// the kernel's own, and their data reaches the remote through the daemon
+// (a passthrough file's change with every write the kernel does itself).
+// So do directories the volume made, which it follows (dirnames.go).
 //
 // What the volume changes in other ways (links, unlinks, renames, which
 // change nlink and ctime; fallocate, which changes blocks) makes the node
 // forget them. Set-ID bits, which the server may clear on chown or
 // truncate by its own rules, make the reply come from the remote too.
 
-// rememberAttr keeps a, just read from the remote, where it may be used.
+// rememberAttr keeps a, just read from the remote, where it may be used:
+// regular files as above, and directories whose entries the volume knows
+// (dirnames.go), since every change of them goes through the volume.
 func (n *node) rememberAttr(a *backend.Attr) {
-	if !n.vol.writebackCache || a.Mode&unix.S_IFMT != unix.S_IFREG {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch a.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		if !n.vol.writebackCache {
+			return
+		}
+	case unix.S_IFDIR:
+		if n.names == nil {
+			return
+		}
+	default:
 		return
 	}
-	n.mu.Lock()
 	n.attr, n.attrOK = *a, true
-	n.mu.Unlock()
 }
 
 // forgetAttr drops the remembered attributes.

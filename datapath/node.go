@@ -86,10 +86,10 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	a, _, err := n.vol.createOwned(ctx, n, n.childName(name), func(at string) (backend.File, error) {
 		return nil, n.vol.fs.Mkdir(at, mode)
 	})
-	n.entryChanged(name, true, err)
+	n.entryChanged(name, true, true, err)
 	child, errno := n.made(ctx, a, err, out)
 	if errno == 0 {
-		child.Operations().(*node).startEmpty()
+		child.Operations().(*node).startEmpty(&a)
 	}
 	return child, errno
 }
@@ -100,7 +100,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *f
 	a, _, err := n.vol.createOwned(ctx, n, n.childName(name), func(at string) (backend.File, error) {
 		return nil, n.vol.fs.Mknod(at, mode, uint64(rdev))
 	})
-	n.entryChanged(name, true, err)
+	n.entryChanged(name, true, false, err)
 	return n.made(ctx, a, err, out)
 }
 
@@ -110,7 +110,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	a, _, err := n.vol.createOwned(ctx, n, n.childName(name), func(at string) (backend.File, error) {
 		return nil, n.vol.fs.Symlink(target, at)
 	})
-	n.entryChanged(name, true, err)
+	n.entryChanged(name, true, false, err)
 	return n.made(ctx, a, err, out)
 }
 
@@ -124,7 +124,7 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	p := n.childName(name)
 	t.forgetAttr() // nlink and ctime change
 	err := n.vol.fs.Link(t.name(), p)
-	n.entryChanged(name, true, err)
+	n.entryChanged(name, true, false, err)
 	if err != nil {
 		return nil, n.errno(err)
 	}
@@ -150,7 +150,7 @@ var _ fs.NodeUnlinker = (*node)(nil)
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	n.forgetChildAttr(name)
 	err := n.vol.fs.Unlink(n.childName(name))
-	n.entryChanged(name, false, err)
+	n.entryChanged(name, false, false, err)
 	return n.errno(err)
 }
 
@@ -159,7 +159,7 @@ var _ fs.NodeRmdirer = (*node)(nil)
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	n.forgetChildAttr(name)
 	err := n.vol.fs.Rmdir(n.childName(name))
-	n.entryChanged(name, false, err)
+	n.entryChanged(name, false, true, err)
 	return n.errno(err)
 }
 
@@ -172,10 +172,11 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	}
 	n.forgetChildAttr(name)
 	np.forgetChildAttr(newName)
+	isDir := n.childIsDir(name) || flags&unix.RENAME_EXCHANGE != 0 && np.childIsDir(newName)
 	err := n.vol.fs.Rename(n.childName(name), np.childName(newName), flags)
 	// RENAME_EXCHANGE leaves both names there; any other rename moves one.
-	n.entryChanged(name, flags&unix.RENAME_EXCHANGE != 0, err)
-	np.entryChanged(newName, true, err)
+	n.entryChanged(name, flags&unix.RENAME_EXCHANGE != 0, isDir, err)
+	np.entryChanged(newName, true, isDir, err)
 	return n.errno(err)
 }
 

@@ -60,7 +60,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	a, f, err := n.vol.createOwned(ctx, n, p, func(at string) (backend.File, error) {
 		return n.vol.fs.Open(at, n.vol.remoteOpenFlags(flags)|unix.O_CREAT|unix.O_EXCL, mode)
 	})
-	n.entryChanged(name, true, err)
+	n.entryChanged(name, true, false, err)
 	if errors.Is(err, unix.EEXIST) && flags&unix.O_EXCL == 0 {
 		return nil, nil, 0, syscall.ESTALE
 	}

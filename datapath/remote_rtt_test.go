@@ -16,7 +16,7 @@ import (
 // exclusive volume made itself, the lookup of an absent name is answered
 // without a request, and after creates, renames, links and unlinks every
 // lookup the kernel makes again (its entries dropped) agrees with the
-// export.
+// export; so does the directory's getattr, answered without a request.
 func TestRule_N3_NinepExclusiveNewDirectoryKnowsItsNames(t *testing.T) {
 	forEachServer(t, func(t *testing.T, srv *ninetest.Server) {
 		m := mountNinep(t, srv, Options{Mode: Exclusive}, 0)
@@ -58,6 +58,28 @@ func TestRule_N3_NinepExclusiveNewDirectoryKnowsItsNames(t *testing.T) {
 			if (err == nil) != (want == nil) {
 				t.Errorf("%s: lstat through the mount: %v; on the export: %v", name, err, want)
 			}
+		}
+
+		// The kernel drops the directory's attributes after a create in
+		// it; the volume answers its GETATTR itself, and right.
+		writeFile(t, p("y"), "y")
+		before = m.fsys.Requests().Snapshot()
+		var got, want unix.Stat_t
+		if err := unix.Lstat(d, &got); err != nil {
+			t.Fatal(err)
+		}
+		after = m.fsys.Requests().Snapshot()
+		for _, req := range []string{"Tgetattr", "Twalkgetattr"} {
+			if after[req] != before[req] {
+				t.Errorf("the directory's getattr sent %d %s", after[req]-before[req], req)
+			}
+		}
+		if err := unix.Lstat(filepath.Join(srv.Dir, "d"), &want); err != nil {
+			t.Fatal(err)
+		}
+		if got.Mode != want.Mode || got.Nlink != want.Nlink || got.Ino != want.Ino {
+			t.Errorf("the directory through the mount: mode %o nlink %d ino %d; on the export: %o %d %d",
+				got.Mode, got.Nlink, got.Ino, want.Mode, want.Nlink, want.Ino)
 		}
 	})
 }
