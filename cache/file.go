@@ -19,6 +19,12 @@ type Options struct {
 	// Counters, if not nil, accumulates this File's activity, usually
 	// together with other Files'.
 	Counters *Counters
+	// BufferGapWrites makes writes to uncached ranges stay in the cache,
+	// dirty, wherever that needs no read of the remote (see Write). It
+	// is for exclusive volumes, whose writes promise only to reach the
+	// cache: a remote that is away or refuses then costs nothing until
+	// writeback, which keeps the data until it succeeds (C1).
+	BufferGapWrites bool
 }
 
 const (
@@ -46,6 +52,7 @@ type File struct {
 	budget       *Budget   // immutable
 	counters     *Counters // immutable; never nil
 	minRA, maxRA uint64    // immutable; multiples of PageSize
+	bufferGaps   bool      // immutable; Options.BufferGapWrites
 
 	// ioMu serializes the operations that do remote I/O or change cached
 	// contents, so that a fill, a write to a gap and a writeback never
@@ -78,6 +85,12 @@ func NewFile(remote Remote, budget *Budget, opts Options) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: size of remote: %w", err)
 	}
+	return NewFileOfSize(remote, budget, size, opts)
+}
+
+// NewFileOfSize is NewFile for a caller that knows the remote's size (it
+// just created the file, or stat'ed it), which spares a remote call.
+func NewFileOfSize(remote Remote, budget *Budget, size int64, opts Options) (*File, error) {
 	if size < 0 {
 		return nil, fmt.Errorf("%w: remote size %d", ErrInvalid, size)
 	}
@@ -93,6 +106,8 @@ func NewFile(remote Remote, budget *Budget, opts Options) (*File, error) {
 		counters: counters,
 		minRA:    max(pageUp(minRA), PageSize),
 		maxRA:    max(pageUp(maxRA), pageUp(minRA), PageSize),
+
+		bufferGaps: opts.BufferGapWrites,
 	}
 	f.size, f.remoteSize = uint64(size), uint64(size)
 	return f, nil

@@ -73,7 +73,8 @@ func runAgainstModel(t *testing.T, ops []byte) {
 		}
 		return fault(1 + (rnd>>8)%3)
 	}
-	opts := Options{MinReadahead: 2 * PageSize, MaxReadahead: 8 * PageSize}
+	// Odd fault rates also buffer gap writes (exclusive volumes do).
+	opts := Options{MinReadahead: 2 * PageSize, MaxReadahead: 8 * PageSize, BufferGapWrites: rate%2 == 1}
 	var files [2]*modelFile
 	for i := range files {
 		data := pattern(byte(i*100+1), int(d.u16()%(48<<10)))

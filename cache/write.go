@@ -10,13 +10,25 @@ import (
 // the remote directly, without filling the cache. A write past the end
 // extends the size at once and the remote size at writeback (W6). A short
 // or failed remote write stops the write; the bytes before it count.
+//
+// With Options.BufferGapWrites, gap pages that need no read of the remote
+// (see bufferableLocked) are cached and marked dirty instead, as far as
+// the budget allows; only partial pages over remote data still go to the
+// remote (the kernel's writeback cache reads those pages before writing
+// part of them, so they are rare).
 func (f *File) Write(p []byte, off int64) (int, error) {
-	if _, err := checkRange(off, int64(len(p))); err != nil {
+	r, err := checkRange(off, int64(len(p)))
+	if err != nil {
 		return 0, err
+	}
+	if f.bufferGaps {
+		// Evicting may write back dirty pages, which takes a File's
+		// ioMu: make room before taking ours.
+		f.budget.makeRoom(int64(pageRange(r).Len()))
 	}
 	f.ioMu.Lock()
 	defer f.ioMu.Unlock()
-	start, end := uint64(off), uint64(off)+uint64(len(p))
+	start, end := r.Start, r.End
 	x := start
 	for x < end {
 		f.mu.Lock()
@@ -29,9 +41,23 @@ func (f *File) Write(p []byte, off int64) (int, error) {
 		if x >= end {
 			break
 		}
+		chunkEnd := min(end, gap.End)
+		if f.bufferGaps {
+			pages := f.bufferableLocked(x, chunkEnd)
+			if !pages.Empty() {
+				if n := f.bufferLocked(p[x-start:chunkEnd-start], x, pages); n > 0 {
+					x += n
+					continue
+				}
+			} else {
+				// Only x's page needs the remote's bytes; the
+				// pages after it may still be buffered.
+				chunkEnd = min(chunkEnd, pageDown(x)+PageSize)
+			}
+		}
 		// Never read-modify-write a page to cache it: the gap goes to the
 		// remote as it is.
-		chunk := p[x-start : min(end, gap.End)-start]
+		chunk := p[x-start : chunkEnd-start]
 		n, err := f.remote.WriteAt(chunk, int64(x))
 		n = min(max(n, 0), len(chunk))
 		if err == nil && n < len(chunk) {
@@ -49,6 +75,48 @@ func (f *File) Write(p []byte, off int64) (int, error) {
 		}
 	}
 	return int(x - start), nil
+}
+
+// bufferableLocked returns the pages, from x's page on, that a write of
+// the gap [x, end) can cache without reading the remote: every byte of
+// them that the write does not cover lies at or past the remote size, so
+// it is zero. It is empty when x's page is not such a page.
+//
+// Preconditions: f.ioMu is locked; [x, end) is within one gap.
+func (f *File) bufferableLocked(x, end uint64) Range {
+	r := Range{pageDown(x), pageUp(end)}
+	if r.Start < x && r.Start < f.remoteSize {
+		return Range{}
+	}
+	if r.End > end && end < f.remoteSize {
+		r.End = pageDown(end)
+	}
+	return r
+}
+
+// bufferLocked caches the gap pages (zeroed), copies src at x into them
+// and marks them dirty. It returns how many bytes it copied: 0 when the
+// budget cannot take the pages.
+//
+// Preconditions: f.ioMu is locked; f.mu is not; pages is a page-aligned
+// part of a gap that contains x.
+func (f *File) bufferLocked(src []byte, x uint64, pages Range) uint64 {
+	if !f.budget.reserve(int64(pages.Len())) {
+		return 0
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	segs := make([]Segment[*page], 0, pages.Len()/PageSize)
+	for o := pages.Start; o < pages.End; o += PageSize {
+		pg := newPage(f, o)
+		clear(pg.data[:])
+		segs = append(segs, Segment[*page]{pg.rng(), pg})
+	}
+	f.pages.InsertGap(segs)
+	f.linkRangeLocked(pages)
+	n := f.copyInLocked(src, x, min(pages.End, x+uint64(len(src))))
+	f.size = max(f.size, x+n)
+	return n
 }
 
 // copyInLocked copies src into the cached pages from x up to end or the

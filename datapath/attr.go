@@ -17,6 +17,10 @@ func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 		// An open file may have been unlinked: ask its descriptor.
 		return h.Getattr(ctx, out)
 	}
+	if a, ok := n.knownAttr(); ok {
+		fillAttr(&out.Attr, &a)
+		return 0
+	}
 	var a backend.Attr
 	var err error
 	if of := n.anyOpenFile(); of != nil {
@@ -27,6 +31,7 @@ func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 	if err != nil {
 		return n.errno(err)
 	}
+	n.rememberAttr(&a)
 	fillAttr(&out.Attr, &a)
 	n.cachedSize(&out.Attr)
 	return 0
@@ -45,7 +50,17 @@ var _ fs.NodeSetattrer = (*node)(nil)
 // Setattr applies the changes in order: owner before mode (chown clears
 // set-id bits), size before times (truncate sets mtime, an explicit mtime
 // must win).
-func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) (errno syscall.Errno) {
+	defer func() {
+		if errno != 0 {
+			n.forgetAttr() // part of the change may have been applied
+			return
+		}
+		// go-fuse leaves a SETATTR reply's timeout at zero, which made
+		// the kernel send a GETATTR after every chmod, chown and utimes.
+		// The reply is as fresh as a GETATTR's; it keeps as long.
+		out.SetTimeout(n.vol.opts.Mode.entryTimeout())
+	}()
 	target := n.attrTarget(f)
 	uid, uok := in.GetUID()
 	gid, gok := in.GetGID()
@@ -57,11 +72,13 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		if gok {
 			g = int(gid)
 		}
-		if err := target.chown(u, g); err != nil {
-			return n.errno(err)
+		if !n.hasOwner(u, g) {
+			if err := target.chown(u, g); err != nil {
+				return n.errno(err)
+			}
 		}
 	}
-	if mode, ok := in.GetMode(); ok {
+	if mode, ok := in.GetMode(); ok && !n.hasPerm(mode&07777) {
 		if err := target.chmod(mode & 07777); err != nil {
 			return n.errno(err)
 		}
@@ -97,6 +114,12 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		if err := target.utimens(at, mt); err != nil {
 			return n.errno(err)
 		}
+		n.cacheTimesSet(at, mt)
+	}
+	if a, ok := n.setattrResult(in); ok {
+		fillAttr(&out.Attr, &a)
+		n.cachedSize(&out.Attr)
+		return 0
 	}
 	return n.Getattr(ctx, f, out)
 }

@@ -41,32 +41,12 @@ func NewBudget(limit int64) *cache.Budget {
 	})
 }
 
-// cacheRemote is a remote file as the cache sees it.
-type cacheRemote struct{ f backend.File }
-
-func (r cacheRemote) ReadAt(p []byte, off int64) (int, error)  { return r.f.ReadAt(p, off) }
-func (r cacheRemote) WriteAt(p []byte, off int64) (int, error) { return r.f.WriteAt(p, off) }
-func (r cacheRemote) Truncate(size int64) error                { return r.f.Truncate(size) }
-func (r cacheRemote) Sync() error                              { return r.f.Sync(false) }
-
-// Prefetch passes a sequential stream's next window to a remote that can
-// read ahead (cache.Prefetcher).
-func (r cacheRemote) Prefetch(off, length int64) {
-	if p, ok := r.f.(backend.Prefetcher); ok {
-		p.Prefetch(off, length)
-	}
-}
-
-func (r cacheRemote) Size() (int64, error) {
-	a, err := r.f.Stat()
-	return a.Size, err
-}
-
 // nodeCache is the page cache of one inode and the remote file it reads
 // and writes through.
 type nodeCache struct {
 	file   *cache.File
 	remote backend.File
+	cr     *cacheRemote // remote as the cache sees it
 
 	// mu serializes closing with the volume's syncs, which may run while
 	// the kernel forgets the inode.
@@ -107,30 +87,56 @@ func (v *Volume) usesCache(h *handle) bool {
 
 // fileCache returns the node's page cache, creating it on first use from
 // the remote file called name (a new node is not in the tree until its
-// Create returns, so the caller names it).
-func (n *node) fileCache(name string) (*cache.File, error) {
+// Create returns, so the caller names it). If the caller's own open of the
+// file, f, is readable and writable, the cache shares it rather than
+// opening the file again (two round trips on a network remote), and a
+// known size (>= 0) spares it asking the remote.
+func (n *node) fileCache(name string, f backend.File, rdwr bool, size int64) (*cache.File, backend.File, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.cache != nil {
-		return n.cache.file, nil
+		return n.cache.file, f, nil
 	}
-	// The cache writes back whatever any handle wrote, so it needs its own
-	// read-write descriptor, independent of the handles' lifetimes.
-	f, err := n.vol.fs.Open(name, unix.O_RDWR, 0)
-	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EROFS) || errors.Is(err, unix.EPERM) {
-		f, err = n.vol.fs.Open(name, unix.O_RDONLY, 0)
+	var remote backend.File
+	if rdwr {
+		f, remote = share(f)
+	} else {
+		// The cache writes back whatever any handle wrote, so it needs
+		// its own read-write descriptor, independent of the handles'
+		// lifetimes.
+		var err error
+		remote, err = n.vol.fs.Open(name, unix.O_RDWR, 0)
+		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EROFS) || errors.Is(err, unix.EPERM) {
+			remote, err = n.vol.fs.Open(name, unix.O_RDONLY, 0)
+		}
+		if err != nil {
+			return nil, f, err
+		}
+		size = -1 // the size may have changed since the caller's stat
+	}
+	opts := cache.Options{
+		Counters: &n.vol.cacheCounters,
+		// An exclusive write returns once the data is in the cache:
+		// whole pages the kernel writes back stay dirty here until
+		// writeback succeeds, instead of failing the kernel's writeback
+		// (which drops them) when the remote is away (C1).
+		BufferGapWrites: n.vol.opts.Mode == Exclusive,
+	}
+	cr := &cacheRemote{f: remote}
+	var cf *cache.File
+	var err error
+	if size >= 0 {
+		cf, err = cache.NewFileOfSize(cr, n.vol.budget, size, opts)
+	} else {
+		cf, err = cache.NewFile(cr, n.vol.budget, opts)
 	}
 	if err != nil {
-		return nil, err
+		remote.Close()
+		return nil, f, err
 	}
-	cf, err := cache.NewFile(cacheRemote{f}, n.vol.budget, cache.Options{Counters: &n.vol.cacheCounters})
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	n.cache = &nodeCache{file: cf, remote: f}
+	n.cache = &nodeCache{file: cf, remote: remote, cr: cr}
 	n.vol.trackCache(n.cache)
-	return cf, nil
+	return cf, f, nil
 }
 
 // cachedFile returns the node's page cache if it has one.
@@ -176,6 +182,9 @@ func (v *Volume) closeCache(c *nodeCache) {
 	v.cachesMu.Unlock()
 }
 
+// syncParallel bounds the files syncCaches writes back at once.
+const syncParallel = 8
+
 // syncCaches writes back every dirty page of the volume and syncs the
 // remote files (C2). It tries every file and reports every failure.
 func (v *Volume) syncCaches() error {
@@ -185,12 +194,33 @@ func (v *Volume) syncCaches() error {
 		caches = append(caches, c)
 	}
 	v.cachesMu.Unlock()
-	var errs []error
-	for _, c := range caches {
-		if err := c.sync(); err != nil {
-			errs = append(errs, err)
-		}
+	// Files are written back side by side: over a network each one's
+	// writes and fsync wait for replies, and the connection carries
+	// several requests at once.
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		next = make(chan *nodeCache)
+	)
+	for range min(syncParallel, len(caches)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range next {
+				if err := c.sync(); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		}()
 	}
+	for _, c := range caches {
+		next <- c
+	}
+	close(next)
+	wg.Wait()
 	if len(errs) > 0 {
 		return fmt.Errorf("write back %d of %d cached files: %w", len(errs), len(caches), errors.Join(errs...))
 	}

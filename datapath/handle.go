@@ -33,18 +33,22 @@ type handle struct {
 	killPriv atomic.Bool
 }
 
-// newHandle returns the handle of an open of n, the remote file name.
-func (v *Volume) newHandle(n *node, name string, f backend.File, flags uint32) (*handle, error) {
+// newHandle returns the handle of an open of n, the remote file name,
+// opened with the caller's flags as f; size is the file's size if the
+// caller just learned it from the remote, else -1. On error the caller
+// still owns f.
+func (v *Volume) newHandle(n *node, name string, f backend.File, flags uint32, size int64) (*handle, error) {
 	h := &handle{node: n, f: f, flags: flags, host: -1}
 	if hf, ok := f.(backend.HostFile); ok && v.passthrough.Load() {
 		h.host = hf.Fd()
 	}
 	if v.usesCache(h) {
-		cf, err := n.fileCache(name)
+		rdwr := v.remoteOpenFlags(flags)&unix.O_ACCMODE == unix.O_RDWR
+		cf, hf, err := n.fileCache(name, f, rdwr, size)
 		if err != nil {
 			return nil, err
 		}
-		h.cache = cf
+		h.f, h.cache = hf, cf
 	}
 	if h.host < 0 && v.opts.Mode != Exclusive {
 		// Direct I/O writes reach the daemon without the kernel's
@@ -224,16 +228,22 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 }
 
 func (h *handle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+	if a, ok := h.node.knownAttr(); ok {
+		fillAttr(&out.Attr, &a)
+		return 0
+	}
 	a, err := h.f.Stat()
 	if err != nil {
 		return h.errno(err)
 	}
+	h.node.rememberAttr(&a)
 	fillAttr(&out.Attr, &a)
 	h.node.cachedSize(&out.Attr)
 	return 0
 }
 
 func (h *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
+	h.node.forgetAttr() // blocks, and maybe the size, change
 	change := func() error { return h.f.Allocate(mode, int64(off), int64(size)) }
 	if h.cache == nil {
 		return h.errno(change())

@@ -4,8 +4,10 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/csi-goferfs/csi-goferfs/backend"
+	"golang.org/x/sys/unix"
 )
 
 // requireFUSE skips a test that mounts when the machine cannot: mounting
@@ -64,12 +66,31 @@ func mountTestFS(t testing.TB, opts Options, wrap func(backend.FS) backend.FS) *
 		t.Fatalf("mount: %v", err)
 	}
 	tv.vol = vol
+	unmountAtEnd(t, vol)
+	return tv
+}
+
+// unmountAtEnd unmounts vol when t ends. Unmount refuses while dirty data
+// cannot be written back, which fails the test; the mount is then detached
+// anyway, so that no test leaves a mount behind.
+func unmountAtEnd(t testing.TB, vol *Volume) {
 	t.Cleanup(func() {
-		if err := vol.Unmount(); err != nil {
-			t.Errorf("unmount: %v", err)
+		err := vol.Unmount()
+		if err == nil {
+			return
+		}
+		t.Errorf("unmount: %v", err)
+		if err := unix.Unmount(vol.mountpoint, unix.MNT_DETACH); err != nil {
+			t.Errorf("detach %s: %v", vol.mountpoint, err)
+			return
+		}
+		// The session ends once nothing uses the detached mount.
+		select {
+		case <-vol.done:
+		case <-time.After(unmountTimeout):
+			t.Errorf("the session of the detached mount %s did not end", vol.mountpoint)
 		}
 	})
-	return tv
 }
 
 // variant is one way to mount a volume: a mode, with or without the host FD.

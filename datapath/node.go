@@ -24,6 +24,15 @@ type node struct {
 	cache *nodeCache
 	// handles are the node's open files. Guarded by mu.
 	handles map[*handle]struct{}
+	// attr is the node's attributes as last read from the remote, with
+	// the volume's own changes applied; valid while attrOK, which is
+	// only ever set on exclusive volumes (see attrcache.go). Guarded by
+	// mu.
+	attr   backend.Attr
+	attrOK bool
+	// names, if not nil, are all of the directory's entries (see
+	// dirnames.go). Guarded by mu.
+	names map[string]struct{}
 }
 
 func (n *node) isRegular() bool { return n.StableAttr().Mode&unix.S_IFMT == unix.S_IFREG }
@@ -44,13 +53,18 @@ func (n *node) childName(name string) string {
 // newChild links the remote file described by a into the tree under n.
 func (n *node) newChild(ctx context.Context, a *backend.Attr, out *fuse.EntryOut) *fs.Inode {
 	fillAttr(&out.Attr, a)
-	child := &node{vol: n.vol}
-	return n.NewInode(ctx, child, n.vol.stableAttr(a))
+	child := n.NewInode(ctx, &node{vol: n.vol}, n.vol.stableAttr(a))
+	// The inode may be one the kernel already knows, with its own node.
+	child.Operations().(*node).rememberAttr(a)
+	return child
 }
 
 var _ fs.NodeLookuper = (*node)(nil)
 
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if n.knownAbsent(name) {
+		return nil, syscall.ENOENT
+	}
 	a, err := n.vol.fs.Lstat(n.childName(name))
 	if err != nil {
 		return nil, n.errno(err)
@@ -72,7 +86,12 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	a, _, err := n.vol.createOwned(ctx, n, n.childName(name), func(at string) (backend.File, error) {
 		return nil, n.vol.fs.Mkdir(at, mode)
 	})
-	return n.made(ctx, a, err, out)
+	n.entryChanged(name, true, true, err)
+	child, errno := n.made(ctx, a, err, out)
+	if errno == 0 {
+		child.Operations().(*node).startEmpty(&a)
+	}
+	return child, errno
 }
 
 var _ fs.NodeMknoder = (*node)(nil)
@@ -81,6 +100,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *f
 	a, _, err := n.vol.createOwned(ctx, n, n.childName(name), func(at string) (backend.File, error) {
 		return nil, n.vol.fs.Mknod(at, mode, uint64(rdev))
 	})
+	n.entryChanged(name, true, false, err)
 	return n.made(ctx, a, err, out)
 }
 
@@ -90,6 +110,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	a, _, err := n.vol.createOwned(ctx, n, n.childName(name), func(at string) (backend.File, error) {
 		return nil, n.vol.fs.Symlink(target, at)
 	})
+	n.entryChanged(name, true, false, err)
 	return n.made(ctx, a, err, out)
 }
 
@@ -101,7 +122,10 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 		return nil, syscall.EXDEV
 	}
 	p := n.childName(name)
-	if err := n.vol.fs.Link(t.name(), p); err != nil {
+	t.forgetAttr() // nlink and ctime change
+	err := n.vol.fs.Link(t.name(), p)
+	n.entryChanged(name, true, false, err)
+	if err != nil {
 		return nil, n.errno(err)
 	}
 	a, err := n.vol.fs.Lstat(p)
@@ -124,13 +148,19 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 var _ fs.NodeUnlinker = (*node)(nil)
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
-	return n.errno(n.vol.fs.Unlink(n.childName(name)))
+	n.forgetChildAttr(name)
+	err := n.vol.fs.Unlink(n.childName(name))
+	n.entryChanged(name, false, false, err)
+	return n.errno(err)
 }
 
 var _ fs.NodeRmdirer = (*node)(nil)
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
-	return n.errno(n.vol.fs.Rmdir(n.childName(name)))
+	n.forgetChildAttr(name)
+	err := n.vol.fs.Rmdir(n.childName(name))
+	n.entryChanged(name, false, true, err)
+	return n.errno(err)
 }
 
 var _ fs.NodeRenamer = (*node)(nil)
@@ -140,7 +170,22 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if !ok || np.vol != n.vol {
 		return syscall.EXDEV
 	}
-	return n.errno(n.vol.fs.Rename(n.childName(name), np.childName(newName), flags))
+	n.forgetChildAttr(name)
+	np.forgetChildAttr(newName)
+	isDir := n.childIsDir(name) || flags&unix.RENAME_EXCHANGE != 0 && np.childIsDir(newName)
+	err := n.vol.fs.Rename(n.childName(name), np.childName(newName), flags)
+	// RENAME_EXCHANGE leaves both names there; any other rename moves one.
+	n.entryChanged(name, flags&unix.RENAME_EXCHANGE != 0, isDir, err)
+	np.entryChanged(newName, true, isDir, err)
+	return n.errno(err)
+}
+
+// forgetChildAttr makes n's child called name, if the kernel knows it,
+// forget its attributes: an unlink or rename changes its nlink or ctime.
+func (n *node) forgetChildAttr(name string) {
+	if c := n.GetChild(name); c != nil {
+		c.Operations().(*node).forgetAttr()
+	}
 }
 
 var _ fs.NodeStatfser = (*node)(nil)

@@ -38,7 +38,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if err != nil {
 		return nil, 0, n.errno(err)
 	}
-	h, err := n.vol.newHandle(n, name, f, flags)
+	h, err := n.vol.newHandle(n, name, f, flags, -1)
 	if err != nil {
 		f.Close()
 		return nil, 0, n.errno(err)
@@ -60,6 +60,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	a, f, err := n.vol.createOwned(ctx, n, p, func(at string) (backend.File, error) {
 		return n.vol.fs.Open(at, n.vol.remoteOpenFlags(flags)|unix.O_CREAT|unix.O_EXCL, mode)
 	})
+	n.entryChanged(name, true, false, err)
 	if errors.Is(err, unix.EEXIST) && flags&unix.O_EXCL == 0 {
 		return nil, nil, 0, syscall.ESTALE
 	}
@@ -67,7 +68,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, n.errno(err)
 	}
 	child := n.newChild(ctx, &a, out)
-	h, err := n.vol.newHandle(child.Operations().(*node), p, f, flags)
+	h, err := n.vol.newHandle(child.Operations().(*node), p, f, flags, a.Size)
 	if err != nil {
 		f.Close()
 		return nil, nil, 0, n.errno(err)

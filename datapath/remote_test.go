@@ -97,7 +97,7 @@ type ninepMount struct {
 
 // mountNinep dials srv (cfg's zero fields from srv) and mounts it with
 // opts; the volume is unmounted when t ends.
-func mountNinep(t *testing.T, srv *ninetest.Server, opts Options, timeout time.Duration) *ninepMount {
+func mountNinep(t testing.TB, srv *ninetest.Server, opts Options, timeout time.Duration) *ninepMount {
 	t.Helper()
 	cfg := srv.Config
 	cfg.Timeout = timeout
@@ -112,11 +112,7 @@ func mountNinep(t *testing.T, srv *ninetest.Server, opts Options, timeout time.D
 		fsys.Close()
 		t.Fatalf("mount: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := vol.Unmount(); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-	})
+	unmountAtEnd(t, vol)
 	return &ninepMount{vol: vol, mnt: mnt, fsys: fsys}
 }
 

@@ -252,7 +252,14 @@ func (v *Volume) Unmount() error {
 		}
 		return nil
 	}
-	if err := v.Sync(); err != nil {
+	if err := v.syncKernel(); err != nil {
+		// The kernel reports a writeback failure once, at the first
+		// syncfs after it, even if it happened long ago. The pages that
+		// failed are gone from its cache already: staying mounted would
+		// not bring them back, only leave a mount nobody can remove.
+		klog.ErrorS(err, "Kernel writeback failed on this volume since the last sync; unmounting anyway", "mountpoint", v.mountpoint)
+	}
+	if err := v.syncCaches(); err != nil {
 		return err
 	}
 	if err := v.server.Unmount(); err != nil {
@@ -290,6 +297,16 @@ func (v *Volume) Release() error {
 // the remote durable, like syncfs(2) on the mount: first the kernel's
 // dirty pages (they reach the daemon), then the daemon's page cache.
 func (v *Volume) Sync() error {
+	if err := v.syncKernel(); err != nil {
+		return err
+	}
+	return v.syncCaches()
+}
+
+// syncKernel sends the kernel's dirty pages of the volume to the daemon
+// (syncfs(2)) and returns any writeback error the kernel has not reported
+// yet.
+func (v *Volume) syncKernel() error {
 	fd, err := unix.Open(v.mountpoint, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", v.mountpoint, err)
@@ -298,7 +315,7 @@ func (v *Volume) Sync() error {
 	if err := unix.Syncfs(fd); err != nil {
 		return fmt.Errorf("sync %s: %w", v.mountpoint, err)
 	}
-	return v.syncCaches()
+	return nil
 }
 
 // stableAttr is the identity go-fuse gives the kernel for a remote file.

@@ -43,7 +43,7 @@ func (s *session) close() { s.closeOnce.Do(func() { s.client.Close() }) }
 
 // dial connects, negotiates the protocol and attaches to cfg.Export, all
 // within cfg.Timeout.
-func dial(ctx context.Context, cfg Config) (*session, error) {
+func dial(ctx context.Context, cfg Config, counts *Requests) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	d := net.Dialer{KeepAlive: 15 * time.Second}
@@ -62,7 +62,7 @@ func dial(ctx context.Context, cfg Config) (*session, error) {
 		}
 		conn = tc
 	}
-	s, err := handshake(conn, cfg, deadline)
+	s, err := handshake(conn, cfg, deadline, counts)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -70,12 +70,14 @@ func dial(ctx context.Context, cfg Config) (*session, error) {
 	return s, nil
 }
 
-func handshake(conn net.Conn, cfg Config, deadline time.Time) (*session, error) {
+func handshake(conn net.Conn, cfg Config, deadline time.Time, counts *Requests) (*session, error) {
 	msize, version, err := negotiate(conn, cfg.Msize)
 	if err != nil {
 		return nil, fmt.Errorf("9P server %s: %w", cfg.Server, err)
 	}
-	dc := &deadlineConn{Conn: &handshakeConn{Conn: conn, msize: msize, version: version, uid: uint32(createUID)}}
+	hc := &handshakeConn{Conn: conn, msize: msize, version: version, uid: uint32(createUID)}
+	hc.framer.counts = counts
+	dc := &deadlineConn{Conn: hc}
 	dc.timeout.Store(int64(time.Until(deadline)))
 	client, err := p9.NewClient(dc, p9.WithMessageSize(msize))
 	if err != nil {
@@ -215,6 +217,7 @@ type handshakeConn struct {
 	pending []byte // a message written in pieces, until complete
 	reply   []byte // the Rversion the library reads next
 	state   int    // 0: before Tversion, 1: before Tattach, 2: passthrough
+	framer  framer // counts the requests passed through
 }
 
 const msgTattach = 104
@@ -223,6 +226,7 @@ func (c *handshakeConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state == 2 {
+		c.framer.see(p)
 		return c.Conn.Write(p)
 	}
 	c.pending = append(c.pending, p...)

@@ -30,6 +30,8 @@ type FS struct {
 	// files holds the open files, so renames can keep their names
 	// current for reopening after a reconnect. Guarded by mu.
 	files map[*file]struct{}
+
+	requests Requests // counts every request sent
 }
 
 var _ backend.FS = (*FS)(nil)

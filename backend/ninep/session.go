@@ -20,22 +20,16 @@ func Dial(ctx context.Context, cfg Config) (*FS, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s, err := dial(ctx, cfg)
+	fsys := &FS{cfg: cfg, stop: make(chan struct{}), files: make(map[*file]struct{})}
+	s, err := dial(ctx, cfg, &fsys.requests)
 	if err != nil {
 		return nil, err
 	}
-	ready := make(chan struct{})
-	close(ready)
-	fctx, cancel := context.WithCancel(context.Background())
-	return &FS{
-		cfg:    cfg,
-		ctx:    fctx,
-		cancel: cancel,
-		cur:    s,
-		ready:  ready,
-		stop:   make(chan struct{}),
-		files:  make(map[*file]struct{}),
-	}, nil
+	fsys.cur = s
+	fsys.ready = make(chan struct{})
+	close(fsys.ready)
+	fsys.ctx, fsys.cancel = context.WithCancel(context.Background())
+	return fsys, nil
 }
 
 // String names the remote, for logs.
@@ -167,7 +161,7 @@ const (
 func (fsys *FS) reconnect(ready chan struct{}) {
 	backoff := minBackoff
 	for attempt := 1; ; attempt++ {
-		s, err := dial(fsys.ctx, fsys.cfg)
+		s, err := dial(fsys.ctx, fsys.cfg, &fsys.requests)
 		if err == nil {
 			fsys.mu.Lock()
 			if fsys.stopped() {
