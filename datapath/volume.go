@@ -287,10 +287,13 @@ func (v *Volume) Unmount() error {
 func (v *Volume) Release() error {
 	v.unmountMu.Lock()
 	defer v.unmountMu.Unlock()
-	if v.Check() != nil {
-		return v.syncCaches()
+	var kernelErr error
+	if v.Check() == nil {
+		kernelErr = v.syncKernel()
 	}
-	return v.Sync()
+	// The daemon's cache is written back even if the kernel reported a
+	// failure: this is its last chance.
+	return errors.Join(kernelErr, v.syncCaches())
 }
 
 // Sync writes everything buffered for this volume to the remote and makes
