@@ -23,8 +23,9 @@ func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 	}
 	var a backend.Attr
 	var err error
-	if of := n.anyOpenFile(); of != nil {
+	if of, done := n.borrowOpenFile(); of != nil {
 		a, err = of.Stat() // no lookup, and right after an unlink too
+		done()
 	} else {
 		a, err = n.vol.fs.Lstat(n.name())
 	}
@@ -61,7 +62,8 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		// The reply is as fresh as a GETATTR's; it keeps as long.
 		out.SetTimeout(n.vol.opts.Mode.entryTimeout())
 	}()
-	target := n.attrTarget(f)
+	target, done := n.attrTarget(f)
+	defer done()
 	uid, uok := in.GetUID()
 	gid, gok := in.GetGID()
 	if uok || gok {
@@ -127,25 +129,33 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 var _ fs.NodeGetxattrer = (*node)(nil)
 
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	sz, err := n.attrTarget(nil).getxattr(attr, dest)
+	target, done := n.attrTarget(nil)
+	defer done()
+	sz, err := target.getxattr(attr, dest)
 	return uint32(sz), n.errno(err)
 }
 
 var _ fs.NodeSetxattrer = (*node)(nil)
 
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	return n.errno(n.attrTarget(nil).setxattr(attr, data, int(flags)))
+	target, done := n.attrTarget(nil)
+	defer done()
+	return n.errno(target.setxattr(attr, data, int(flags)))
 }
 
 var _ fs.NodeListxattrer = (*node)(nil)
 
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	sz, err := n.attrTarget(nil).listxattr(dest)
+	target, done := n.attrTarget(nil)
+	defer done()
+	sz, err := target.listxattr(dest)
 	return uint32(sz), n.errno(err)
 }
 
 var _ fs.NodeRemovexattrer = (*node)(nil)
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	return n.errno(n.attrTarget(nil).removexattr(attr))
+	target, done := n.attrTarget(nil)
+	defer done()
+	return n.errno(target.removexattr(attr))
 }

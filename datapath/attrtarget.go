@@ -17,29 +17,39 @@ type attrTarget struct {
 }
 
 // attrTarget returns the target for a request that carried fh (nil when
-// the request named no open file).
-func (n *node) attrTarget(fh fs.FileHandle) attrTarget {
+// the request named no open file), and a func to call when done with it.
+func (n *node) attrTarget(fh fs.FileHandle) (attrTarget, func()) {
 	if h, ok := fh.(*handle); ok {
-		return attrTarget{f: h.f}
+		// The caller holds this open for the whole request.
+		return attrTarget{f: h.f}, func() {}
 	}
-	if f := n.anyOpenFile(); f != nil {
-		return attrTarget{f: f}
+	if f, done := n.borrowOpenFile(); f != nil {
+		return attrTarget{f: f}, done
 	}
-	return attrTarget{fs: n.vol.fs, name: n.name()}
+	return attrTarget{fs: n.vol.fs, name: n.name()}, func() {}
 }
 
-// anyOpenFile returns an open remote file of the node: its page cache's,
-// or an open handle's. Nil when the node has none.
-func (n *node) anyOpenFile() backend.File {
+// borrowOpenFile returns an open remote file of the node (its page
+// cache's, or an open handle's) and a func to call when done with it;
+// until then the file stays open. A request that names no handle may pick
+// one whose RELEASE is on its way (close(2) does not wait for it): closing
+// the descriptor under the request would fail it with EBADF, or worse,
+// apply it to whatever file reuses the descriptor number. The page cache's
+// file lives until the kernel forgets the inode, which it cannot do while
+// a request on the inode is in flight. Nil when the node has no open file.
+func (n *node) borrowOpenFile() (backend.File, func()) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.cache != nil {
-		return n.cache.remote
+		return n.cache.remote, func() {}
 	}
 	for h := range n.handles {
-		return h.f
+		// Release removes h from handles (under mu) before it waits,
+		// so no borrow starts once it waits.
+		h.borrowers.Add(1)
+		return h.f, h.borrowers.Done
 	}
-	return nil
+	return nil, func() {}
 }
 
 func (n *node) addHandle(h *handle) {

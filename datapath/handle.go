@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -27,6 +28,9 @@ type handle struct {
 	cache *cache.File
 	// ra is this open file's readahead stream (R6).
 	ra cache.Readahead
+	// borrowers counts requests without a handle that use f
+	// (borrowOpenFile); Release waits for them before closing f.
+	borrowers sync.WaitGroup
 	// killPriv is set while the file has set-user-ID or set-group-ID
 	// bits that a write by an unprivileged caller must clear (see
 	// clearSetID).
@@ -224,6 +228,7 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	h.node.removeHandle(h)
+	h.borrowers.Wait() // see borrowOpenFile
 	return h.errno(h.f.Close())
 }
 
