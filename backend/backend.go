@@ -109,6 +109,14 @@ type Dir interface {
 	Close() error
 }
 
+// DirPrefetcher is an FS that can read directories ahead of a tree walk:
+// their entries and the entries' attributes, so that listing and looking
+// them up later does not wait for the remote. PrefetchDirs is a hint: it
+// does not block, reports no error and changes nothing a caller can see.
+type DirPrefetcher interface {
+	PrefetchDirs(names []string)
+}
+
 // Prefetcher is a File that can start reading a range in the background,
 // so that a later ReadAt of it does not wait for the remote. Prefetch is a
 // hint: it does not block and reports no error.

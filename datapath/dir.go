@@ -8,6 +8,7 @@ import (
 	"github.com/csi-goferfs/csi-goferfs/backend"
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // dirHandle is one open directory. It lists the directory once per pass
@@ -61,7 +62,26 @@ func (h *dirHandle) list() syscall.Errno {
 		h.entries[i] = fuse.DirEntry{Name: e.Name, Mode: e.Mode, Ino: h.node.vol.ino(e.Ino), Off: uint64(i + 1)}
 	}
 	h.pos = 0
+	h.prefetchSubdirs(entries)
 	return 0
+}
+
+// prefetchSubdirs tells a remote that reads directories ahead about the
+// subdirectories just listed: a walk that lists a directory usually
+// enters them next (find, du, ls -R), and the remote can read them while
+// the kernel is still busy with this one.
+func (h *dirHandle) prefetchSubdirs(entries []backend.DirEntry) {
+	p, ok := h.node.vol.fs.(backend.DirPrefetcher)
+	if !ok {
+		return
+	}
+	var dirs []string
+	for _, e := range entries {
+		if e.Mode&unix.S_IFMT == unix.S_IFDIR {
+			dirs = append(dirs, h.node.childName(e.Name))
+		}
+	}
+	p.PrefetchDirs(dirs)
 }
 
 func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {

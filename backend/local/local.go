@@ -17,8 +17,9 @@ import (
 
 // Root is a volume directory on the node.
 type Root struct {
-	fd  int // O_PATH descriptor of the directory; fixed at Open.
-	dir string
+	fd   int // O_PATH descriptor of the directory; fixed at Open.
+	dir  string
+	warm warmer // see PrefetchDirs
 }
 
 var _ backend.FS = (*Root)(nil)
@@ -35,8 +36,11 @@ func Open(dir string) (*Root, error) {
 // String names the directory, for logs.
 func (r *Root) String() string { return fmt.Sprintf("local:%s", r.dir) }
 
-// Close closes the directory descriptor.
-func (r *Root) Close() error { return unix.Close(r.fd) }
+// Close stops warming directories and closes the directory descriptor.
+func (r *Root) Close() error {
+	r.stopWarming()
+	return unix.Close(r.fd)
+}
 
 // statxMask asks for what Stat_t holds plus the birth time, which tells two
 // files apart that had the same inode number at different times.

@@ -13,9 +13,12 @@
 # with -allow-other, which turns on default_permissions as csi-goferfs
 # must for pods of many users.
 #
-# Usage: sudo hack/bench/bench.sh [-r ROUNDS] [-t TARGET,...] [-w WORKLOAD,...] [-o OUT.md] [-l LOCKFILE]
+# Usage: sudo hack/bench/bench.sh [-r ROUNDS] [-t TARGET,...] [-w WORKLOAD,...] [-o OUT.md] [-l LOCKFILE] [-b BASELINE]
 # -l takes an flock(1) lock file around each measurement, so that other
 # mount-heavy jobs on a shared machine run between measurements, not during.
+# -b names a csi-goferfs binary built from another commit; targets spelled
+# base-MODE (base-exclusive, base-exclusive-fpc, ...) run it, so a change is
+# measured against its baseline in the same run.
 # Needs root (mounts, drop_caches), fio, tar, and Go.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,14 +29,16 @@ targets="native,exclusive,exclusive-fpc,writethrough,writethrough-fpc,shared,sha
 workloads="seqwrite,seqread-cold,randread-direct,randread-warm,randwrite-fsync,untar,stat-all,read-all,rm-all"
 out=""
 lock=""
-while getopts "r:t:w:o:l:" opt; do
+baseline=""
+while getopts "r:t:w:o:l:b:" opt; do
 	case $opt in
 	r) rounds=$OPTARG ;;
 	t) targets=$OPTARG ;;
 	w) workloads=$OPTARG ;;
 	o) out=$OPTARG ;;
 	l) lock=$OPTARG ;;
-	*) echo "usage: $0 [-r rounds] [-t targets] [-w workloads] [-o out.md] [-l lockfile]" >&2; exit 2 ;;
+	b) baseline=$(realpath "$OPTARG") ;;
+	*) echo "usage: $0 [-r rounds] [-t targets] [-w workloads] [-o out.md] [-l lockfile] [-b baseline-binary]" >&2; exit 2 ;;
 	esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root (mounts, drop_caches)" >&2; exit 1; }
@@ -72,10 +77,15 @@ start_target() {
 		"$bin/loopback" -allow-other "$work/mnt" "$work/remote" >/dev/null 2>&1 &
 		pid=$! ;;
 	*)
-		local mode=${name%-fpc}
+		local exe=$bin/csi-goferfs target=$name
+		if [ "${name#base-}" != "$name" ]; then
+			[ -n "$baseline" ] || { echo "bench: target $name needs -b" >&2; exit 2; }
+			exe=$baseline target=${name#base-}
+		fi
+		local mode=${target%-fpc}
 		args=(--interop "$mode")
-		[ "$name" != "$mode" ] && args+=(--force-page-cache)
-		"$bin/csi-goferfs" mount "${args[@]}" "$work/remote" "$work/mnt" 2>"$work/mount.log" &
+		[ "$target" != "$mode" ] && args+=(--force-page-cache)
+		"$exe" mount "${args[@]}" "$work/remote" "$work/mnt" 2>"$work/mount.log" &
 		pid=$! ;;
 	esac
 	for _ in $(seq 100); do mountpoint -q "$work/mnt" && break; sleep 0.05; done

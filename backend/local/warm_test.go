@@ -1,0 +1,61 @@
+package local
+
+import (
+	"fmt"
+	"testing"
+)
+
+// A walk's newest directories are the ones it enters next: when the queue
+// overflows, the oldest names go, and the first name of the newest batch
+// is warmed first.
+func TestLocal_WarmQueueKeepsTheNewestNames(t *testing.T) {
+	var w warmer
+	var batches [][]string
+	for b := 0; b < 3; b++ {
+		var names []string
+		for i := 0; i < 100; i++ {
+			names = append(names, fmt.Sprintf("d%d/%d", b, i))
+		}
+		batches = append(batches, names)
+		start := w.push(names)
+		if start != (b == 0) {
+			t.Fatalf("batch %d: push started the goroutine: %v, want %v", b, start, b == 0)
+		}
+	}
+	if len(w.queue) != maxWarmQueue {
+		t.Fatalf("queue holds %d names, want %d", len(w.queue), maxWarmQueue)
+	}
+	if next, want := w.queue[len(w.queue)-1], batches[2][0]; next != want {
+		t.Errorf("next to warm is %q, want %q", next, want)
+	}
+	// A batch is queued last name first, so the first batch lost its
+	// last names.
+	if oldest, want := w.queue[0], batches[0][99-(300-maxWarmQueue)]; oldest != want {
+		t.Errorf("oldest kept is %q, want %q", oldest, want)
+	}
+}
+
+// Warming reads directories and stats entries but changes nothing, stays
+// beneath the volume like every other access (a name climbing out or
+// through a symlink is simply not warmed), and Close waits for it, since
+// it uses the Root's descriptor.
+func TestLocal_WarmingChangesNothingAndStopsAtClose(t *testing.T) {
+	r, base := fixture(t)
+	before := snapshot(t, base)
+	r.PrefetchDirs([]string{"a", "../outside", "evil", "evilrel", "missing", ""})
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.warm.mu.Lock()
+	running, queued := r.warm.running, len(r.warm.queue)
+	r.warm.mu.Unlock()
+	if running || queued != 0 {
+		t.Fatalf("after Close: warming running %v with %d queued", running, queued)
+	}
+	if r.warm.push([]string{"a"}) {
+		t.Fatal("a closed Root started warming")
+	}
+	if after := snapshot(t, base); after != before {
+		t.Fatalf("warming changed the tree:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
