@@ -7,11 +7,11 @@ import (
 	"testing"
 )
 
-// TestBufferGapWrites_KeepsDataWhileRemoteFails: with BufferGapWrites, a
+// TestRule_W5_BufferGapWrites_KeepsDataWhileRemoteFails: with BufferGapWrites, a
 // write to uncached pages whose other bytes lie past the remote size
 // (whole pages, a hole, an extension) stays dirty in the cache while every
 // remote call fails, and reaches the remote at the next writeback (C1).
-func TestBufferGapWrites_KeepsDataWhileRemoteFails(t *testing.T) {
+func TestRule_W5_BufferGapWrites_KeepsDataWhileRemoteFails(t *testing.T) {
 	data := pattern(1, 64*kib)
 	f, r, b := newTestFile(t, data, 1<<20, Options{BufferGapWrites: true})
 	r.setInject(func(string) fault { return faultEIO })
@@ -45,11 +45,11 @@ func TestBufferGapWrites_KeepsDataWhileRemoteFails(t *testing.T) {
 	mustCheck(t, b, f, r)
 }
 
-// TestBufferGapWrites_PartialPageOverRemoteDataGoesToRemote: a write to
+// TestRule_W5_BufferGapWrites_PartialPageOverRemoteDataGoesToRemote: a write to
 // part of an uncached page that holds remote data cannot be cached
 // without a read-modify-write (W5), so it goes to the remote; the whole
 // pages after it are still buffered.
-func TestBufferGapWrites_PartialPageOverRemoteDataGoesToRemote(t *testing.T) {
+func TestRule_W5_BufferGapWrites_PartialPageOverRemoteDataGoesToRemote(t *testing.T) {
 	f, r, b := newTestFile(t, pattern(1, 64*kib), 1<<20, Options{BufferGapWrites: true})
 	mustWrite(t, f, pattern(2, 3*PageSize), 100)
 	if _, writes := r.counts(); writes != 2 {
@@ -64,9 +64,9 @@ func TestBufferGapWrites_PartialPageOverRemoteDataGoesToRemote(t *testing.T) {
 	mustCheck(t, b, f, r)
 }
 
-// TestBufferGapWrites_FallsBackToRemoteWhenBudgetIsFull: pages the
+// TestRule_W5_BufferGapWrites_FallsBackToRemoteWhenBudgetIsFull: pages the
 // budget cannot take go to the remote, as without the option (C3).
-func TestBufferGapWrites_FallsBackToRemoteWhenBudgetIsFull(t *testing.T) {
+func TestRule_W5_BufferGapWrites_FallsBackToRemoteWhenBudgetIsFull(t *testing.T) {
 	f, r, b := newTestFile(t, nil, 2*PageSize, Options{BufferGapWrites: true})
 	mustWrite(t, f, pattern(3, 4*PageSize), 0)
 	if got := r.snapshot(); !bytes.Equal(got, pattern(3, 4*PageSize)) {

@@ -66,9 +66,7 @@ func TestNinepRemotes(t *testing.T) {
 	for _, kind := range ninetest.Kinds {
 		t.Run(kind, func(t *testing.T) {
 			if kind == "diod" {
-				if ok, why := ninetest.DiodAvailable(); !ok {
-					t.Skipf("the diod variant needs diod: %s", why)
-				}
+				ninetest.RequireDiod(t)
 			}
 			args := []string{"-test.run=^(TestRule_|TestDataIntegrityStress$)", "-test.count=1", "-remote=9p-" + kind}
 			if testing.Verbose() {
