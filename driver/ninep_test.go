@@ -141,11 +141,11 @@ func TestNinepControllerLifecycle(t *testing.T) {
 // NodeStageVolume fast with a clear code, never a hang.
 func TestNinepBadServers(t *testing.T) {
 	gofer := ninetest.Start(t, "gofer", t.TempDir())
-	garbage := listenTCP(t, func(c net.Conn) {
+	garbage := ninetest.ServeTCP(t, func(c net.Conn) {
 		c.Read(make([]byte, 512))
 		c.Write([]byte("SSH-2.0-OpenSSH_9.2\r\n"))
 	})
-	dotU := listenTCP(t, func(c net.Conn) {
+	dotU := ninetest.ServeTCP(t, func(c net.Conn) {
 		c.Read(make([]byte, 512))
 		v := "9P2000.u"
 		b := binary.LittleEndian.AppendUint32(nil, uint32(13+len(v)))
@@ -182,24 +182,6 @@ func TestNinepBadServers(t *testing.T) {
 			wantStatus(t, err, tc.want, tc.mention)
 		})
 	}
-}
-
-func listenTCP(t *testing.T, serve func(c net.Conn)) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); serve(c) }()
-		}
-	}()
-	return l.Addr().String()
 }
 
 // TestNinepNodeStage stages and publishes a 9P volume with real FUSE

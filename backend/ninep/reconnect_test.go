@@ -77,25 +77,6 @@ func TestReconnect(t *testing.T) {
 	}
 }
 
-// fakeServer accepts connections on 127.0.0.1 and hands each to serve.
-func fakeServer(t *testing.T, serve func(c net.Conn)) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); serve(c) }()
-		}
-	}()
-	return l.Addr().String()
-}
-
 func rversion(version string) []byte {
 	b := binary.LittleEndian.AppendUint32(nil, uint32(13+len(version)))
 	b = append(b, 101)
@@ -108,12 +89,12 @@ func rversion(version string) []byte {
 // TestDialBadServers: each kind of wrong server gives a clear error
 // within the timeout, never a hang.
 func TestDialBadServers(t *testing.T) {
-	silent := fakeServer(t, func(c net.Conn) { c.Read(make([]byte, 1024)); select {} })
-	garbage := fakeServer(t, func(c net.Conn) {
+	silent := ninetest.ServeTCP(t, func(c net.Conn) { c.Read(make([]byte, 1024)); select {} })
+	garbage := ninetest.ServeTCP(t, func(c net.Conn) {
 		c.Read(make([]byte, 1024))
 		c.Write([]byte("HTTP/1.1 400 Bad Request\r\n\r\n"))
 	})
-	dotU := fakeServer(t, func(c net.Conn) {
+	dotU := ninetest.ServeTCP(t, func(c net.Conn) {
 		buf := make([]byte, 1024)
 		for {
 			if _, err := c.Read(buf); err != nil {
@@ -168,7 +149,7 @@ func TestSilentServerTimesOut(t *testing.T) {
 	srv := ninetest.Start(t, "gofer", t.TempDir())
 	// A proxy that forwards until told to go silent.
 	silent := make(chan struct{})
-	proxy := fakeServer(t, func(c net.Conn) {
+	proxy := ninetest.ServeTCP(t, func(c net.Conn) {
 		up, err := net.Dial("tcp", srv.Config.Server)
 		if err != nil {
 			return

@@ -230,3 +230,25 @@ func (w *syncBuilder) String() string {
 	defer w.mu.Unlock()
 	return w.b.String()
 }
+
+// ServeTCP accepts connections on 127.0.0.1 until the test ends and hands
+// each to serve on its own goroutine: a stand-in server that speaks
+// whatever a test needs (another dialect, garbage, silence). It returns
+// the address.
+func ServeTCP(t testing.TB, serve func(c net.Conn)) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); serve(c) }()
+		}
+	}()
+	return l.Addr().String()
+}
