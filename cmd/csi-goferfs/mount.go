@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"log"
 	"os"
 	"os/signal"
 	"syscall"
@@ -65,6 +66,11 @@ func mountMain(args []string) int {
 		return 2
 	}
 	src, mnt := fl.Arg(0), fl.Arg(1)
+	if c.debug {
+		// go-fuse logs requests through the standard logger; their
+		// latency is what a reader of this log looks for.
+		log.SetFlags(log.LstdFlags | log.Lmicroseconds)
+	}
 	opts := datapath.Options{
 		Mode: mode, ForcePageCache: c.force, FsName: src, Debug: c.debug, Budget: budget(c.budget),
 	}
