@@ -67,8 +67,9 @@ func (n *node) entryChanged(name string, present, isDir bool, err error) {
 
 // dirChangedLocked updates the remembered attributes of directory n after
 // a change of its entries: mtime and ctime are now, on the client's clock
-// like every time of an exclusive volume. A subdirectory's coming or
-// going changes nlink too; rather than count, n then forgets them. The
+// like every time of an exclusive volume. A subdirectory's going (or
+// coming by a rename) changes nlink too; rather than count, n then
+// forgets them (a mkdir counts: subdirAdded). The
 // size is left as it was (a directory's size is the server's own
 // business).
 //
@@ -83,6 +84,23 @@ func (n *node) dirChangedLocked(isDir bool) {
 	}
 	now := unix.NsecToTimespec(time.Now().UnixNano())
 	n.attr.Mtim, n.attr.Ctim = now, now
+}
+
+// subdirAdded records that a subdirectory was made in n, which adds one
+// to n's link count (its ".."). A server whose directories do not count
+// their subdirectories (link count 1, as on btrfs) makes n forget its
+// attributes instead.
+func (n *node) subdirAdded() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.attrOK {
+		return
+	}
+	if n.attr.Nlink < 2 {
+		n.attrOK = false
+		return
+	}
+	n.attr.Nlink++
 }
 
 // childIsDir tells whether n's child name is, or may be, a directory.

@@ -86,7 +86,10 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	a, _, err := n.vol.createOwned(ctx, n, n.childName(name), func(at string) (backend.File, error) {
 		return nil, n.vol.fs.Mkdir(at, mode)
 	})
-	n.entryChanged(name, true, true, err)
+	n.entryChanged(name, true, false, err)
+	if err == nil {
+		n.subdirAdded()
+	}
 	child, errno := n.made(ctx, a, err, out)
 	if errno == 0 {
 		child.Operations().(*node).startEmpty(&a)
