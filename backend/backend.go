@@ -124,6 +124,15 @@ type Prefetcher interface {
 	Prefetch(off, length int64)
 }
 
+// Settler is an FS that sends some changes to the remote after the call
+// that made them returned (an exclusive 9P remote's attribute changes).
+// Settle waits until every change made so far has reached the remote and
+// returns the first failure of one since the last Settle: it is the
+// barrier of syncfs and unmount.
+type Settler interface {
+	Settle() error
+}
+
 // HostFile is a File with a kernel file descriptor that the kernel can use
 // for I/O itself (the "host FD": FUSE passthrough).
 type HostFile interface {

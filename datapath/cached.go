@@ -227,6 +227,16 @@ func (v *Volume) syncCaches() error {
 	return nil
 }
 
+// settleRemote waits until a remote that sends changes in the background
+// (backend.Settler) has sent all of them, and returns the first it
+// refused since the last call.
+func (v *Volume) settleRemote() error {
+	if s, ok := v.fs.(backend.Settler); ok {
+		return s.Settle()
+	}
+	return nil
+}
+
 // dropCaches releases every cache after the session ended; Unmount has
 // written them back.
 func (v *Volume) dropCaches() {

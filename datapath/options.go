@@ -39,6 +39,9 @@ func ParseMode(s string) (Mode, error) {
 	return "", fmt.Errorf("unknown interop mode %q: must be one of %s", s, modeList())
 }
 
+// IsExclusive reports whether m is Exclusive (the zero value is).
+func (m Mode) IsExclusive() bool { return m == Exclusive || m == "" }
+
 func modeList() string {
 	names := make([]string, len(Modes))
 	for i, m := range Modes {

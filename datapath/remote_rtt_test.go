@@ -2,12 +2,14 @@ package datapath
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/csi-goferfs/csi-goferfs/backend/ninep"
 	"github.com/csi-goferfs/csi-goferfs/backend/ninep/ninetest"
 	"golang.org/x/sys/unix"
 )
@@ -24,6 +26,7 @@ func TestRule_N3_NinepExclusiveNewDirectoryKnowsItsNames(t *testing.T) {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
+		waitQuiet(t, m.fsys)
 		before := m.fsys.Requests().Snapshot()
 		if _, err := os.Lstat(filepath.Join(d, "missing")); !errors.Is(err, syscall.ENOENT) {
 			t.Fatalf("lstat of an absent name: %v, want ENOENT", err)
@@ -63,6 +66,7 @@ func TestRule_N3_NinepExclusiveNewDirectoryKnowsItsNames(t *testing.T) {
 		// The kernel drops the directory's attributes after a create in
 		// it; the volume answers its GETATTR itself, and right.
 		writeFile(t, p("y"), "y")
+		waitQuiet(t, m.fsys)
 		before = m.fsys.Requests().Snapshot()
 		var got, want unix.Stat_t
 		if err := unix.Lstat(d, &got); err != nil {
@@ -117,12 +121,17 @@ func TestRule_N3_NinepExclusiveSetattrNeedsNoGetattr(t *testing.T) {
 		if err := os.Chtimes(name, mtime, mtime); err != nil {
 			t.Fatal(err)
 		}
+		// The changes go in the background, the chmod and the utimes
+		// in one request when the chown is still on its way.
+		if err := m.fsys.Settle(); err != nil {
+			t.Fatal(err)
+		}
 		after := m.fsys.Requests().Snapshot()
 		if n := after["Tgetattr"] - before["Tgetattr"]; n != 0 {
 			t.Errorf("chown, chmod and utimes sent %d Tgetattr", n)
 		}
-		if n := after["Tsetattr"] - before["Tsetattr"]; n != 3 {
-			t.Errorf("chown, chmod and utimes sent %d Tsetattr, want 3", n)
+		if n := after["Tsetattr"] - before["Tsetattr"]; n < 2 || n > 3 {
+			t.Errorf("chown, chmod and utimes sent %d Tsetattr, want 2 or 3", n)
 		}
 		// Giving the file the owner and mode it has changes nothing.
 		before = after
@@ -130,6 +139,9 @@ func TestRule_N3_NinepExclusiveSetattrNeedsNoGetattr(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := f.Chmod(0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.fsys.Settle(); err != nil {
 			t.Fatal(err)
 		}
 		after = m.fsys.Requests().Snapshot()
@@ -154,4 +166,24 @@ func TestRule_N3_NinepExclusiveSetattrNeedsNoGetattr(t *testing.T) {
 			t.Errorf("the export has mode %o uid %d gid %d mtime %v", want.Mode, want.Uid, want.Gid, want.Mtim)
 		}
 	})
+}
+
+// waitQuiet waits until fsys has sent nothing for 100ms: an exclusive
+// volume walks to directories and sends changes in the background, which
+// a test counting the requests of one call must not count.
+func waitQuiet(t *testing.T, fsys *ninep.FS) {
+	t.Helper()
+	if err := fsys.Settle(); err != nil {
+		t.Fatal(err)
+	}
+	last := fmt.Sprint(fsys.Requests().Snapshot())
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		now := fmt.Sprint(fsys.Requests().Snapshot())
+		if now == last {
+			return
+		}
+		last = now
+	}
+	t.Fatal("the 9P remote did not go quiet in 10s")
 }

@@ -46,7 +46,9 @@ func openRemote(t testing.TB, dir string, opts Options) (backend.FS, Options) {
 		t.Fatalf("-remote=%q: want 9p-gofer or 9p-diod", *remoteFlag)
 	}
 	srv := ninetest.Start(t, kind, dir)
-	fsys, err := ninep.Dial(context.Background(), srv.Config)
+	cfg := srv.Config
+	cfg.Exclusive = opts.Mode.IsExclusive()
+	fsys, err := ninep.Dial(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("dial %s: %v", srv.Name, err)
 	}
@@ -99,6 +101,7 @@ func mountNinep(t testing.TB, srv *ninetest.Server, opts Options, timeout time.D
 	t.Helper()
 	cfg := srv.Config
 	cfg.Timeout = timeout
+	cfg.Exclusive = opts.Mode.IsExclusive()
 	fsys, err := ninep.Dial(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("dial %s: %v\n%s", srv.Name, err, srv.Log())

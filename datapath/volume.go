@@ -246,6 +246,7 @@ func (v *Volume) Unmount() error {
 		if err := v.syncCaches(); err != nil {
 			return err
 		}
+		v.settleOrLog()
 		v.dropCaches()
 		if err := unix.Unmount(v.mountpoint, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
 			return fmt.Errorf("detach dead mount %s: %w", v.mountpoint, err)
@@ -262,6 +263,7 @@ func (v *Volume) Unmount() error {
 	if err := v.syncCaches(); err != nil {
 		return err
 	}
+	v.settleOrLog()
 	if err := v.server.Unmount(); err != nil {
 		return fmt.Errorf("unmount %s: %w", v.mountpoint, err)
 	}
@@ -293,7 +295,19 @@ func (v *Volume) Release() error {
 	}
 	// The daemon's cache is written back even if the kernel reported a
 	// failure: this is its last chance.
-	return errors.Join(kernelErr, v.syncCaches())
+	err := errors.Join(kernelErr, v.syncCaches())
+	v.settleOrLog()
+	return err
+}
+
+// settleOrLog waits for the changes the remote sends in the background
+// before the volume goes. One the server refused (a chmod, say) is
+// logged: it is no reason to keep a volume mounted, unlike data that
+// cannot be written back.
+func (v *Volume) settleOrLog() {
+	if err := v.settleRemote(); err != nil {
+		klog.ErrorS(err, "The remote refused changes of this volume", "mountpoint", v.mountpoint)
+	}
 }
 
 // Sync writes everything buffered for this volume to the remote and makes
@@ -303,7 +317,10 @@ func (v *Volume) Sync() error {
 	if err := v.syncKernel(); err != nil {
 		return err
 	}
-	return v.syncCaches()
+	if err := v.syncCaches(); err != nil {
+		return err
+	}
+	return v.settleRemote()
 }
 
 // syncKernel sends the kernel's dirty pages of the volume to the daemon

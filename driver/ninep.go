@@ -253,6 +253,7 @@ func (m FUSEMounter) MountNinep(cfg ninep.Config, target string, opts datapath.O
 	if opts.Budget == nil {
 		opts.Budget = m.Budget
 	}
+	cfg.Exclusive = opts.Mode.IsExclusive()
 	fsys, err := ninep.Dial(context.Background(), cfg)
 	if err != nil {
 		return nil, err

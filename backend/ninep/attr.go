@@ -6,6 +6,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// toAttr converts a getattr reply the way the FS's server needs: the
+// generation is the QID version when the server puts birth times there.
+func (fsys *FS) toAttr(qid p9.QID, valid p9.AttrMask, a p9.Attr) backend.Attr {
+	b := toAttr(qid, valid, a)
+	if fsys.genIsVersion {
+		b.Gen = uint64(qid.Version)
+	}
+	fsys.mapAttr(&b)
+	return b
+}
+
 // toAttr converts a 9P2000.L getattr reply. The inode number is the QID
 // path. Gen is the birth time when the server reports one (it tells two
 // files apart that had the same inode number at different times) and 1
@@ -108,7 +119,35 @@ func dtype(mode uint32) p9.QIDType {
 	return p9.QIDType((mode & unix.S_IFMT) >> 12)
 }
 
-// qidOf builds the QID a server reports for a file.
+// qidOf builds the QID a server reports for a file. Its version is the
+// file's birth time folded to 32 bits (see birthVersion).
 func qidOf(a *backend.Attr) p9.QID {
-	return p9.QID{Type: p9.FileMode(a.Mode).QIDType(), Path: a.Ino}
+	q := p9.QID{Type: p9.FileMode(a.Mode).QIDType(), Path: a.Ino}
+	if a.Gen > 1 {
+		q.Version = birthVersion(a.Gen)
+	}
+	return q
+}
+
+// birthVersion folds a birth time in nanoseconds into a QID version. The
+// gofer puts it in every QID, so a client learns a new file's generation
+// from the create's reply alone, without asking for its attributes. It is
+// never zero, which some servers use for "no version".
+func birthVersion(gen uint64) uint32 {
+	v := uint32(gen ^ gen>>32)
+	if v == 0 {
+		v = 1
+	}
+	return v
+}
+
+// versionIsBirth reports whether a server's QIDs carry birthVersion, from
+// the export root's QID and attributes: its version is the fold of the
+// birth time the server reports. Servers whose versions count changes
+// (and those that report no birth time, diod) do not pass.
+func versionIsBirth(qid p9.QID, valid p9.AttrMask, a p9.Attr) bool {
+	if !valid.BTime || a.BTimeSeconds == 0 && a.BTimeNanoSeconds == 0 {
+		return false
+	}
+	return qid.Version == birthVersion(a.BTimeSeconds*1e9+a.BTimeNanoSeconds)
 }

@@ -49,6 +49,11 @@ type Config struct {
 	// ReplyTimeout bounds the silence of a server that owes a reply;
 	// 0 means DefaultReplyTimeout.
 	ReplyTimeout time.Duration
+	// Exclusive promises that nobody else changes the export while the
+	// FS is in use (interop mode exclusive). The FS then sends the
+	// attribute changes of open files in the background; FS.Settle and
+	// File.Sync are their barriers (see deferred.go).
+	Exclusive bool
 }
 
 func (c Config) withDefaults() Config {

@@ -36,7 +36,13 @@ type session struct {
 	noUnlinkat atomic.Bool
 	// noRenameat likewise switches renames to Trename.
 	noRenameat atomic.Bool
-	closeOnce  sync.Once
+	// versionIsBirth: the server's QID versions are birth times (the
+	// gofer's are; see birthVersion).
+	versionIsBirth bool
+	// dirs keeps fids of directories ready for creates; nil unless the
+	// FS is exclusive (see dirfids.go).
+	dirs      *dirFids
+	closeOnce sync.Once
 }
 
 func (s *session) close() { s.closeOnce.Do(func() { s.client.Close() }) }
@@ -87,7 +93,7 @@ func handshake(conn net.Conn, cfg Config, deadline time.Time, counts *Requests) 
 	if err != nil {
 		return nil, fmt.Errorf("attach %q on 9P server %s: %w", cfg.Export, cfg.Server, mapErr(err))
 	}
-	qid, _, _, err := root.GetAttr(p9.AttrMask{Mode: true})
+	qid, valid, attr, err := root.GetAttr(p9.AttrMaskAll)
 	if err != nil {
 		return nil, fmt.Errorf("stat export %q on 9P server %s: %w", cfg.Export, cfg.Server, mapErr(err))
 	}
@@ -96,14 +102,19 @@ func handshake(conn net.Conn, cfg Config, deadline time.Time, counts *Requests) 
 	}
 	dc.timeout.Store(int64(cfg.ReplyTimeout))
 	conn.SetDeadline(time.Time{})
-	return &session{
+	s := &session{
 		client: client,
 		root:   root,
 		// Leave room for the largest request header; a multiple of
 		// the page size keeps cache fills page-aligned.
-		chunk:       int(msize-4096) &^ 4095,
-		walkGetattr: client.Version() > 0,
-	}, nil
+		chunk:          int(msize-4096) &^ 4095,
+		walkGetattr:    client.Version() > 0,
+		versionIsBirth: versionIsBirth(qid, valid, attr),
+	}
+	if cfg.Exclusive {
+		s.dirs = newDirFids(s)
+	}
+	return s, nil
 }
 
 // 9P message types used by the version handshake.

@@ -4,6 +4,7 @@ import (
 	"io"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/csi-goferfs/csi-goferfs/backend"
 	"github.com/hugelgupf/p9/p9"
@@ -30,6 +31,23 @@ type file struct {
 	fid p9.File
 	// closed is set by Close. Guarded by mu.
 	closed bool
+	// fresh is the attributes of a file just created, for the first
+	// Stat; nil once anything may have changed them (see create.go).
+	// Guarded by mu.
+	fresh *backend.Attr
+
+	// ino is the file's inode number (its QID path), fixed at open.
+	ino uint64
+	// unlinked is set once the name the file was opened under was
+	// removed or replaced through the FS. Guarded by fsys.mu.
+	unlinked bool
+	// created, for a file created in the background, is closed once the
+	// create is done, and createErr is then its failure (asynccreate.go).
+	created   chan struct{}
+	createErr error
+	// deferredErr is the first failure of a deferred change not yet
+	// returned by Sync. Guarded by fsys.mu.
+	deferredErr error
 }
 
 var _ backend.File = (*file)(nil)
@@ -51,7 +69,12 @@ func (f *file) fidOn(s *session) (p9.File, error) {
 	if f.sess == s {
 		return f.fid, nil
 	}
-	parts, err := components(f.fsys.nameOf(f))
+	name, unlinked := f.fsys.nameOf(f)
+	if unlinked {
+		// Its name leads elsewhere now, or nowhere.
+		return nil, syscall.ESTALE
+	}
+	parts, err := components(name)
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +100,9 @@ func (f *file) fidOn(s *session) (p9.File, error) {
 
 // do runs op on the file's fid on the live session.
 func (f *file) do(op func(fid p9.File) error) error {
+	if err := f.waitCreated(); err != nil {
+		return err
+	}
 	return f.fsys.do(true, func(s *session) error {
 		fid, err := f.fidOn(s)
 		if err != nil {
@@ -108,6 +134,7 @@ func (f *file) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, syscall.EINVAL
 	}
+	f.changed()
 	n, err := f.parallel(p, off, func(fid p9.File, b []byte, o int64) (int, error) {
 		return fid.WriteAt(b, o)
 	}, false)
@@ -176,10 +203,16 @@ func (f *file) one(p []byte, off int64, xfer func(fid p9.File, b []byte, o int64
 }
 
 func (f *file) Stat() (backend.Attr, error) {
+	if a := f.takeFresh(); a != nil {
+		return *a, nil
+	}
+	if err := f.settle(); err != nil {
+		return backend.Attr{}, err
+	}
 	var a backend.Attr
 	err := f.do(func(fid p9.File) error {
 		qid, valid, attr, err := fid.GetAttr(p9.AttrMaskAll)
-		a = toAttr(qid, valid, attr)
+		a = f.fsys.toAttr(qid, valid, attr)
 		return err
 	})
 	return a, err
@@ -189,6 +222,10 @@ func (f *file) Truncate(size int64) error {
 	if size < 0 {
 		return syscall.EINVAL
 	}
+	f.changed()
+	if err := f.settle(); err != nil {
+		return err
+	}
 	return f.do(func(fid p9.File) error {
 		return fid.SetAttr(p9.SetAttrMask{Size: true}, p9.SetAttr{Size: uint64(size)})
 	})
@@ -197,16 +234,37 @@ func (f *file) Truncate(size int64) error {
 // Allocate is not part of 9P2000.L.
 func (f *file) Allocate(mode uint32, off, size int64) error { return syscall.EOPNOTSUPP }
 
-// Sync sends Tfsync; 9P2000.L has no data-only form the library offers.
+// Sync sends Tfsync after the file's deferred changes; 9P2000.L has no
+// data-only form the library offers. It is their barrier: it returns the
+// first failure of one since the last Sync.
 func (f *file) Sync(dataOnly bool) error {
-	return f.do(func(fid p9.File) error { return fid.FSync() })
+	if err := f.settle(); err != nil {
+		return err
+	}
+	if err := f.do(func(fid p9.File) error { return fid.FSync() }); err != nil {
+		return err
+	}
+	return f.takeDeferredErr()
 }
 
 // Flush has nothing to do: every write already reached the server, where
 // other clients see it; 9P has no close-to-open step beyond that.
 func (f *file) Flush() error { return nil }
 
+// Close releases the file's fid once its deferred changes are sent.
 func (f *file) Close() error {
+	fsys := f.fsys
+	fsys.mu.Lock()
+	if _, busy := fsys.deferred.queues[f.ino]; busy {
+		fsys.queueLocked(change{f: f, what: "close", close: true})
+		fsys.mu.Unlock()
+		return nil
+	}
+	fsys.mu.Unlock()
+	return f.closeNow()
+}
+
+func (f *file) closeNow() error {
 	f.fsys.untrack(f)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -220,19 +278,64 @@ func (f *file) Close() error {
 }
 
 func (f *file) Chmod(perm uint32) error {
-	return f.do(func(fid p9.File) error {
-		return fid.SetAttr(p9.SetAttrMask{Permissions: true}, p9.SetAttr{Permissions: p9.FileMode(perm & 07777)})
-	})
+	return f.setAttr("chmod", p9.SetAttrMask{Permissions: true}, p9.SetAttr{Permissions: p9.FileMode(perm & 07777)})
 }
 
 func (f *file) Chown(uid, gid int) error {
 	mask, attr := chownAttr(uid, gid)
-	return f.do(func(fid p9.File) error { return fid.SetAttr(mask, attr) })
+	return f.setAttr("chown", mask, attr)
 }
 
 func (f *file) Utimens(atime, mtime *unix.Timespec) error {
 	mask, attr := utimesAttr(atime, mtime)
+	return f.setAttr("utimes", mask, attr)
+}
+
+// setAttr sends a setattr on the file's fid, in the background on an
+// exclusive FS. A time asked for as "now" is the client's clock when the
+// change is deferred, so that it is the time of the call, not of the send.
+func (f *file) setAttr(what string, mask p9.SetAttrMask, attr p9.SetAttr) error {
+	if f.isClosed() {
+		return syscall.EBADF
+	}
+	f.changed()
+	if f.fsys.cfg.Exclusive {
+		now := time.Now()
+		if mask.ATime && !mask.ATimeNotSystemTime {
+			mask.ATimeNotSystemTime = true
+			attr.ATimeSeconds, attr.ATimeNanoSeconds = uint64(now.Unix()), uint64(now.Nanosecond())
+		}
+		if mask.MTime && !mask.MTimeNotSystemTime {
+			mask.MTimeNotSystemTime = true
+			attr.MTimeSeconds, attr.MTimeNanoSeconds = uint64(now.Unix()), uint64(now.Nanosecond())
+		}
+	}
+	if f.deferSetAttr(what, mask, attr) {
+		return nil
+	}
 	return f.do(func(fid p9.File) error { return fid.SetAttr(mask, attr) })
+}
+
+// takeFresh returns the attributes known since the create, once.
+func (f *file) takeFresh() *backend.Attr {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := f.fresh
+	f.fresh = nil
+	return a
+}
+
+// changed forgets the attributes known since the create.
+func (f *file) changed() {
+	f.mu.Lock()
+	f.fresh = nil
+	f.mu.Unlock()
+}
+
+func (f *file) isClosed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.closed
 }
 
 func (f *file) Getxattr(attr string, dest []byte) (int, error)     { return 0, syscall.ENODATA }
@@ -259,19 +362,59 @@ func (fsys *FS) untrack(f *file) {
 	}
 }
 
-func (fsys *FS) nameOf(f *file) string {
+func (fsys *FS) nameOf(f *file) (string, bool) {
 	fsys.mu.Lock()
 	defer fsys.mu.Unlock()
-	return f.name
+	return f.name, f.unlinked
 }
 
-// renamed moves the names of open files at or beneath oldName.
+// renamed moves the names of open files at or beneath oldName; files
+// open under newName itself were replaced.
 func (fsys *FS) renamed(oldName, newName string) {
 	fsys.mu.Lock()
 	defer fsys.mu.Unlock()
 	for f := range fsys.files {
-		if hasPrefixPath(f.name, oldName) {
-			f.name = newName + f.name[len(oldName):]
+		if f.name == newName && !f.unlinked {
+			f.unlinked = true
 		}
 	}
+	for f := range fsys.files {
+		if hasPrefixPath(f.name, oldName) {
+			f.name = newName + f.name[len(oldName):]
+			f.unlinked = false
+		}
+	}
+	fsys.dirsRenamedLocked(oldName, newName)
+}
+
+// removed marks the files open under name: the name no longer leads to
+// them; a directory is no longer one the FS made.
+func (fsys *FS) removed(name string, dir bool) {
+	fsys.mu.Lock()
+	defer fsys.mu.Unlock()
+	if dir {
+		delete(fsys.madeDirs, name)
+	}
+	for f := range fsys.files {
+		if f.name == name {
+			f.unlinked = true
+		}
+	}
+}
+
+// openUnder returns a file open under name, on an exclusive FS (where a
+// name leads to the file it was opened as until the FS itself changes
+// that), or nil.
+func (fsys *FS) openUnder(name string) *file {
+	if !fsys.cfg.Exclusive {
+		return nil
+	}
+	fsys.mu.Lock()
+	defer fsys.mu.Unlock()
+	for f := range fsys.files {
+		if f.name == name && !f.unlinked && f.ino != 0 {
+			return f
+		}
+	}
+	return nil
 }

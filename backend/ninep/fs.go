@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/csi-goferfs/csi-goferfs/backend"
@@ -31,6 +32,30 @@ type FS struct {
 	// current for reopening after a reconnect. Guarded by mu.
 	files map[*file]struct{}
 
+	// deferred holds the changes an exclusive FS sends in the
+	// background. Guarded by mu.
+	// inos maps the server's inode numbers of files created in the
+	// background to the local numbers reported for them, and nextLocal
+	// counts those (asynccreate.go). Guarded by mu.
+	inos      map[uint64]uint64
+	nextLocal uint64
+	// madeDirs holds the directories an exclusive FS made, by name
+	// (asynccreate.go). Guarded by mu.
+	madeDirs map[string]madeDir
+	// genIsVersion: generations are QID versions (versionIsBirth of
+	// the first session). Fixed at Dial.
+	genIsVersion bool
+	// newFiles and newDirs say whether the attributes of a created
+	// file or directory can be computed from the request (see
+	// create.go).
+	newFiles, newDirs newAttrs
+	// lastDir is the directory the FS made last and its attributes,
+	// for the Lstat that follows. Guarded by mu.
+	lastDir *newDirAttr
+
+	deferred     deferred
+	deferredSent atomic.Uint64
+
 	requests Requests // counts every request sent
 }
 
@@ -49,6 +74,14 @@ func (fsys *FS) Lstat(name string) (backend.Attr, error) {
 	if err != nil {
 		return backend.Attr{}, err
 	}
+	if a, ok := fsys.takeNewDir(name); ok {
+		return a, nil
+	}
+	// A directory's times and links change with the creates queued in
+	// it, a file's attributes with its own changes.
+	if err := fsys.settleNames(name); err != nil {
+		return backend.Attr{}, err
+	}
 	var a backend.Attr
 	err = fsys.do(true, func(s *session) error {
 		if len(parts) == 0 {
@@ -56,15 +89,28 @@ func (fsys *FS) Lstat(name string) (backend.Attr, error) {
 			if err != nil {
 				return err
 			}
-			a = toAttr(qid, valid, attr)
+			a = fsys.toAttr(qid, valid, attr)
 			return nil
 		}
 		f, qid, valid, attr, err := s.walkStat(parts)
 		if err != nil {
 			return err
 		}
+		if fsys.queuedFor(fsys.localIno(qid.Path)) {
+			// Another name of a file with changes queued: ask
+			// again once they are sent.
+			if err := fsys.settleIno(fsys.localIno(qid.Path)); err != nil {
+				clunk(f)
+				return err
+			}
+			qid, valid, attr, err = f.GetAttr(p9.AttrMaskAll)
+			if err != nil {
+				clunk(f)
+				return err
+			}
+		}
 		clunk(f)
-		a = toAttr(qid, valid, attr)
+		a = fsys.toAttr(qid, valid, attr)
 		return nil
 	})
 	return a, err
@@ -78,16 +124,21 @@ func (fsys *FS) Open(name string, flags int, perm uint32) (backend.File, error) 
 	if err != nil {
 		return nil, err
 	}
+	if err := fsys.settleName(name); err != nil {
+		return nil, err // a create of name may be queued
+	}
 	f := &file{fsys: fsys, name: name, flags: flags}
 	err = fsys.do(true, func(s *session) error {
 		fid, err := s.walk(parts)
 		if err != nil {
 			return err
 		}
-		if _, _, err := fid.Open(toWire(flags)); err != nil {
+		qid, _, err := fid.Open(toWire(flags))
+		if err != nil {
 			clunk(fid)
 			return err
 		}
+		f.ino = fsys.localIno(qid.Path)
 		f.setFid(s, fid)
 		return nil
 	})
@@ -98,39 +149,24 @@ func (fsys *FS) Open(name string, flags int, perm uint32) (backend.File, error) 
 	return f, nil
 }
 
-// create makes and opens a regular file. The server creates exclusively
-// when asked to (O_EXCL is sent along); the data path always asks.
-func (fsys *FS) create(name string, flags int, perm uint32) (backend.File, error) {
+func (fsys *FS) Mkdir(name string, perm uint32) error {
 	dir, base, err := splitParent(name)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	f := &file{fsys: fsys, name: name, flags: flags}
-	err = fsys.do(false, func(s *session) error {
-		// Tlcreate turns the directory's fid into the new file's, so
-		// it must be a fid of our own, never the root's.
-		fid, err := s.walk(dir)
+	fsys.forgetNewDir()
+	return fsys.do(false, func(s *session) error {
+		d, release, plain, err := s.parentFidMode(dir)
 		if err != nil {
 			return err
 		}
-		nf, _, _, err := fid.Create(base, toWire(flags), p9.FileMode(perm&07777), createUID, createGID)
-		if err != nil {
-			clunk(fid)
-			return err
+		defer release()
+		qid, err := d.Mkdir(base, p9.FileMode(perm&07777), createUID, createGID)
+		if err == nil && fsys.cfg.Exclusive && plain {
+			fsys.newDir(s, name, qid, perm)
+			fsys.rememberDir(name, qid.Path)
+			s.dirs.prepare(append(dir[:len(dir):len(dir)], base))
 		}
-		f.setFid(s, nf)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	fsys.track(f)
-	return f, nil
-}
-
-func (fsys *FS) Mkdir(name string, perm uint32) error {
-	return fsys.withParent(false, name, func(_ *session, dir p9.File, base string) error {
-		_, err := dir.Mkdir(base, p9.FileMode(perm&07777), createUID, createGID)
 		return err
 	})
 }
@@ -163,6 +199,9 @@ func (fsys *FS) Link(oldName, newName string) error {
 	if err != nil {
 		return err
 	}
+	if err := fsys.settleNames(oldName); err != nil {
+		return err
+	}
 	return fsys.withParent(false, newName, func(s *session, dir p9.File, base string) error {
 		target, release, err := s.walkTo(oldParts)
 		if err != nil {
@@ -182,51 +221,84 @@ func (fsys *FS) unlink(name string, flags uint32) error {
 	if err != nil {
 		return err
 	}
-	return fsys.withParent(false, name, func(s *session, dir p9.File, _ string) error {
+	if err := fsys.settleNames(name); err != nil {
+		return err
+	}
+	fsys.forgetNewDir()
+	if flags&unix.AT_REMOVEDIR != 0 {
+		fsys.forgetDirs(name)
+	}
+	err = fsys.withParent(false, name, func(s *session, dir p9.File, _ string) error {
 		return s.unlink(dir, parts, flags)
 	})
+	if err == nil {
+		fsys.removed(name, flags&unix.AT_REMOVEDIR != 0)
+	}
+	return err
 }
 
 func (fsys *FS) Chmod(name string, perm uint32) error {
-	parts, err := components(name)
-	if err != nil {
-		return err
-	}
-	return fsys.do(true, func(s *session) error {
-		f, qid, _, _, err := s.walkStat(parts)
-		if err != nil {
-			return err
-		}
-		defer clunk(f)
-		// As on Linux: a symlink's mode cannot change, and the
-		// target's must not change instead.
-		if qid.Type&p9.TypeSymlink != 0 {
-			return syscall.EOPNOTSUPP
-		}
-		return f.SetAttr(p9.SetAttrMask{Permissions: true}, p9.SetAttr{Permissions: p9.FileMode(perm & 07777)})
-	})
+	fsys.forgetDirs(name) // its set-group-ID bit may change
+	return fsys.setAttrByName("chmod", name, true, p9.SetAttrMask{Permissions: true}, p9.SetAttr{Permissions: p9.FileMode(perm & 07777)})
 }
 
 func (fsys *FS) Chown(name string, uid, gid int) error {
 	mask, attr := chownAttr(uid, gid)
-	return fsys.withFid(true, name, func(_ *session, f p9.File) error {
-		return f.SetAttr(mask, attr)
-	})
+	fsys.forgetDirs(name) // a chown clears the set-group-ID bit
+	return fsys.setAttrByName("chown", name, true, mask, attr)
 }
 
 func (fsys *FS) Utimens(name string, atime, mtime *unix.Timespec) error {
 	mask, attr := utimesAttr(atime, mtime)
-	return fsys.withFid(true, name, func(_ *session, f p9.File) error {
-		return f.SetAttr(mask, attr)
-	})
+	return fsys.setAttrByName("utimes", name, true, mask, attr)
 }
 
 func (fsys *FS) Truncate(name string, size int64) error {
 	if size < 0 {
 		return syscall.EINVAL
 	}
-	return fsys.withFid(true, name, func(_ *session, f p9.File) error {
-		return f.SetAttr(p9.SetAttrMask{Size: true}, p9.SetAttr{Size: uint64(size)})
+	return fsys.setAttrByName("truncate", name, false, p9.SetAttrMask{Size: true}, p9.SetAttr{Size: uint64(size)})
+}
+
+// setAttrByName sends a setattr to the file at name. A change that may be
+// deferred, of a file open under that name on an exclusive FS, joins that
+// file's queue. Otherwise the call waits for the changes queued for the
+// file it walks to, so the server applies them in the caller's order.
+func (fsys *FS) setAttrByName(what, name string, mayDefer bool, mask p9.SetAttrMask, attr p9.SetAttr) error {
+	parts, err := components(name)
+	if err != nil {
+		return err
+	}
+	fsys.forgetNewDir()
+	if mayDefer {
+		if f := fsys.openUnder(name); f != nil {
+			return f.setAttr(what, mask, attr)
+		}
+		if d, ok := fsys.madeDirNamed(name); ok && fsys.cfg.Exclusive {
+			fsys.deferDirSetAttr(d, what, mask, attr)
+			return nil
+		}
+	}
+	if err := fsys.settleNames(name); err != nil {
+		return err
+	}
+	return fsys.do(true, func(s *session) error {
+		f, qid, release, err := s.walkQID(parts)
+		if err != nil {
+			return err
+		}
+		defer release()
+		// As on Linux: a symlink's mode cannot change, and the
+		// target's must not change instead.
+		if mask.Permissions && qid.Type&p9.TypeSymlink != 0 {
+			return syscall.EOPNOTSUPP
+		}
+		if len(parts) > 0 {
+			if err := fsys.settleIno(fsys.localIno(qid.Path)); err != nil {
+				return err
+			}
+		}
+		return f.SetAttr(mask, attr)
 	})
 }
 
@@ -260,6 +332,9 @@ func (fsys *FS) ReadDir(name string) ([]backend.DirEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := fsys.settleNames(name); err != nil {
+		return nil, err // creates in it may be queued
+	}
 	var entries []backend.DirEntry
 	err = fsys.do(true, func(s *session) error {
 		entries = entries[:0]
@@ -285,7 +360,7 @@ func (fsys *FS) ReadDir(name string) ([]backend.DirEntry, error) {
 				if e.Name == "." || e.Name == ".." {
 					continue
 				}
-				entries = append(entries, backend.DirEntry{Name: e.Name, Ino: e.QID.Path, Mode: direntMode(e)})
+				entries = append(entries, backend.DirEntry{Name: e.Name, Ino: fsys.localIno(e.QID.Path), Mode: direntMode(e)})
 			}
 		}
 	})

@@ -28,6 +28,11 @@ func (fsys *FS) Rename(oldName, newName string, flags uint32) error {
 	if err != nil {
 		return err
 	}
+	if err := fsys.settleNames(oldName, newName); err != nil {
+		return err
+	}
+	fsys.forgetDirs(oldName, newName)
+	fsys.forgetNewDir()
 	err = fsys.do(false, func(s *session) error {
 		od, releaseOld, err := s.walkTo(oldDir)
 		if err != nil {

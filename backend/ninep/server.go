@@ -31,7 +31,13 @@ type Server struct {
 }
 
 // NewServer serves root. The Server does not own root.
+//
+// It clears the process's umask: a 9P2000.L client sends the mode a new
+// file must have, its caller's umask already applied (the Linux kernel
+// and csi-goferfs's data path both do), so a server must not apply one
+// of its own on top, as diod does not.
 func NewServer(root *local.Root) *Server {
+	umaskOnce.Do(func() { unix.Umask(0) })
 	s := &Server{root: root}
 	s.srv = p9.NewServer(attacher{root: root})
 	return s
@@ -52,6 +58,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, tlsConf *tls.Config)
 	defer stop()
 	return s.srv.ServeContext(ctx, sl)
 }
+
+var umaskOnce sync.Once
 
 // trackingListener remembers the connections it accepted, so they can be
 // closed at shutdown.

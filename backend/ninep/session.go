@@ -20,12 +20,15 @@ func Dial(ctx context.Context, cfg Config) (*FS, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	fsys := &FS{cfg: cfg, stop: make(chan struct{}), files: make(map[*file]struct{})}
+	fsys := &FS{cfg: cfg, stop: make(chan struct{}), files: make(map[*file]struct{}), deferred: newDeferred()}
 	s, err := dial(ctx, cfg, &fsys.requests)
 	if err != nil {
 		return nil, err
 	}
 	fsys.cur = s
+	// Fixed for the FS's life: the kernel keeps the generations it was
+	// told across reconnects.
+	fsys.genIsVersion = s.versionIsBirth
 	fsys.ready = make(chan struct{})
 	close(fsys.ready)
 	fsys.ctx, fsys.cancel = context.WithCancel(context.Background())
@@ -99,7 +102,7 @@ func (fsys *FS) session() (*session, error) {
 		select {
 		case <-ready:
 		case <-timer.C:
-			return nil, fmt.Errorf("9P server %s unreachable for %v: %w", fsys.cfg.Server, fsys.cfg.Timeout, syscall.EIO)
+			return nil, &transportError{fmt.Sprintf("9P server %s unreachable for %v", fsys.cfg.Server, fsys.cfg.Timeout)}
 		}
 		fsys.mu.Lock()
 	}
@@ -127,10 +130,18 @@ func (fsys *FS) do(idempotent bool, op func(s *session) error) error {
 		}
 		fsys.lost(s, err)
 		if !idempotent || attempt > 0 {
-			return fmt.Errorf("9P server %s: %v: %w", fsys.cfg.Server, err, syscall.EIO)
+			return &transportError{fmt.Sprintf("9P server %s: %v", fsys.cfg.Server, err)}
 		}
 	}
 }
+
+// transportError is an operation that failed because the server could not
+// be reached or the connection broke: the server may or may not have
+// applied it. It is EIO to callers.
+type transportError struct{ msg string }
+
+func (e *transportError) Error() string { return e.msg + ": " + syscall.EIO.Error() }
+func (e *transportError) Unwrap() error { return syscall.EIO }
 
 // lost ends session s after a transport error and starts reconnecting,
 // unless that already happened.
@@ -170,6 +181,10 @@ func (fsys *FS) reconnect(ready chan struct{}) {
 				return
 			}
 			fsys.cur = s
+			if s.versionIsBirth != fsys.genIsVersion {
+				klog.InfoS("The 9P server changed how it versions files; files it reports may be taken for new ones",
+					"server", fsys.cfg.Server, "export", fsys.cfg.Export)
+			}
 			close(ready)
 			fsys.mu.Unlock()
 			klog.InfoS("Reconnected 9P session", "server", fsys.cfg.Server, "export", fsys.cfg.Export, "attempts", attempt)
@@ -197,6 +212,23 @@ func (s *session) walk(parts []string) (p9.File, error) {
 		return nil, syscall.ENOENT
 	}
 	return f, nil
+}
+
+// walkQID is walkTo that also returns the QID of the file walked to (the
+// zero QID for the root, which it does not walk to).
+func (s *session) walkQID(parts []string) (p9.File, p9.QID, func(), error) {
+	if len(parts) == 0 {
+		return s.root, p9.QID{}, func() {}, nil
+	}
+	qids, f, err := s.root.Walk(parts)
+	if err != nil {
+		return nil, p9.QID{}, nil, err
+	}
+	if len(qids) != len(parts) {
+		clunk(f)
+		return nil, p9.QID{}, nil, syscall.ENOENT
+	}
+	return f, qids[len(qids)-1], func() { clunk(f) }, nil
 }
 
 // walkTo returns a fid for parts that the caller must not open or create
@@ -271,7 +303,7 @@ func (fsys *FS) withParent(idempotent bool, name string, fn func(s *session, dir
 		return err
 	}
 	return fsys.do(idempotent, func(s *session) error {
-		d, release, err := s.walkTo(dir)
+		d, release, err := s.parentFid(dir)
 		if err != nil {
 			return err
 		}

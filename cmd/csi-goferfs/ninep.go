@@ -60,6 +60,7 @@ func mountNinep(src, mnt string, opts datapath.Options, tf *ninepTLSFlags) (*dat
 	if cfg.TLS, err = tf.config(cfg.Server); err != nil {
 		return nil, err
 	}
+	cfg.Exclusive = opts.Mode.IsExclusive()
 	fsys, err := ninep.Dial(context.Background(), cfg)
 	if err != nil {
 		return nil, err

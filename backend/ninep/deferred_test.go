@@ -1,0 +1,358 @@
+package ninep_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/csi-goferfs/csi-goferfs/backend"
+	"github.com/csi-goferfs/csi-goferfs/backend/ninep"
+	"github.com/csi-goferfs/csi-goferfs/backend/ninep/ninetest"
+	"golang.org/x/sys/unix"
+)
+
+// forEachExclusive is forEachServer with the FS dialed exclusive (rule
+// N3: it may defer changes).
+func forEachExclusive(t *testing.T, fn func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS)) {
+	for _, kind := range ninetest.Kinds {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			srv := ninetest.Start(t, kind, dir)
+			cfg := srv.Config
+			cfg.Exclusive = true
+			cfg.Timeout = 2 * time.Second
+			fsys, err := ninep.Dial(context.Background(), cfg)
+			if err != nil {
+				t.Fatalf("Dial: %v", err)
+			}
+			t.Cleanup(func() { fsys.Close() })
+			fn(t, srv, fsys)
+		})
+	}
+}
+
+// localIno reports whether ino is one the FS made up for a file it
+// created in the background.
+func localIno(ino uint64) bool { return ino&(1<<63) != 0 }
+
+// createIn creates n files in dir (which the FS made), the first of them
+// synchronously (it shows the FS how the server makes files), and
+// returns them open.
+func createIn(t *testing.T, fsys *ninep.FS, dir string, n int) []backend.File {
+	t.Helper()
+	var files []backend.File
+	for i := range n {
+		f, err := fsys.Open(filepath.Join(dir, "f"+string(rune('a'+i))), unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o640)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		files = append(files, f)
+		if i == 0 {
+			// Let the directory's fid be walked: creates in a
+			// directory of unknown mode are synchronous.
+			if err := fsys.Settle(); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, func() bool {
+				g, err := fsys.Open(filepath.Join(dir, "probe"), unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o600)
+				if err != nil {
+					t.Fatal(err)
+				}
+				a, _ := g.Stat()
+				g.Close()
+				if err := fsys.Unlink(filepath.Join(dir, "probe")); err != nil {
+					t.Fatal(err)
+				}
+				return localIno(a.Ino)
+			})
+		}
+	}
+	return files
+}
+
+// waitFor polls cond for up to ten seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRule_N3_ExclusiveDefersAttributeChanges: on an exclusive FS, the
+// mode and time changes of an open file (and of a name it is open under)
+// are sent in the background, in order, and are on the server after the
+// barrier (Settle).
+func TestRule_N3_ExclusiveDefersAttributeChanges(t *testing.T) {
+	forEachExclusive(t, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		f, err := fsys.Open("f", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		before := fsys.DeferredSent()
+		mtime := unix.Timespec{Sec: 1_000_000_000, Nsec: 5}
+		for _, step := range []error{
+			f.Chmod(0o600),
+			f.Utimens(nil, &mtime),
+			f.Chmod(0o640),
+			fsys.Chmod("f", 0o604), // by name: joins the open file's queue
+		} {
+			if step != nil {
+				t.Fatal(step)
+			}
+		}
+		if err := fsys.Settle(); err != nil {
+			t.Fatalf("Settle: %v", err)
+		}
+		if fsys.DeferredSent() == before {
+			t.Error("no change was deferred")
+		}
+		st, err := os.Stat(filepath.Join(srv.Dir, "f"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Mode().Perm(); got != 0o604 {
+			t.Errorf("mode on the server %o, want the last one asked for, 604", got)
+		}
+		if got := st.ModTime(); got.Unix() != mtime.Sec {
+			t.Errorf("mtime on the server %v, want %d", got, mtime.Sec)
+		}
+	})
+}
+
+// TestRule_N3_ExclusiveCreatesInTheBackground: once the server has shown
+// it makes files as asked, creates in a directory the FS knows return at
+// once with a local inode number, which the file keeps through lookups,
+// listings and hard links; the data and attributes reach the server.
+func TestRule_N3_ExclusiveCreatesInTheBackground(t *testing.T) {
+	forEachExclusive(t, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		if err := fsys.Mkdir("d", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		files := createIn(t, fsys, "d", 4)
+		f := files[3]
+		a, err := f.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !localIno(a.Ino) || a.Mode != unix.S_IFREG|0o640 || a.Nlink != 1 || a.Size != 0 {
+			t.Fatalf("attributes of a background create: ino %#x mode %o nlink %d size %d", a.Ino, a.Mode, a.Nlink, a.Size)
+		}
+		if _, err := f.WriteAt([]byte("hello"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Chmod(0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := fsys.Link("d/fd", "d/link"); err != nil {
+			t.Fatal(err)
+		}
+		if err := fsys.Settle(); err != nil {
+			t.Fatalf("Settle: %v", err)
+		}
+		for _, name := range []string{"d/fd", "d/link"} {
+			got, err := fsys.Lstat(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Ino != a.Ino || got.Gen != a.Gen || got.Size != 5 || got.Mode&07777 != 0o600 {
+				t.Errorf("%s: ino %#x gen %d size %d mode %o; want ino %#x gen %d size 5 mode 600",
+					name, got.Ino, got.Gen, got.Size, got.Mode&07777, a.Ino, a.Gen)
+			}
+		}
+		entries, err := fsys.ReadDir("d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if e.Name == "fd" && e.Ino != a.Ino {
+				t.Errorf("listing: fd has ino %#x, want %#x", e.Ino, a.Ino)
+			}
+		}
+		data, err := os.ReadFile(filepath.Join(srv.Dir, "d", "fd"))
+		if err != nil || string(data) != "hello" {
+			t.Errorf("on the server: %q, %v", data, err)
+		}
+	})
+}
+
+// TestRule_N3_ExclusiveQueuedCreateOrdersNamespaceCalls: calls by name
+// that move, remove or list what a queued create makes wait for it.
+func TestRule_N3_ExclusiveQueuedCreateOrdersNamespaceCalls(t *testing.T) {
+	forEachExclusive(t, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		if err := fsys.Mkdir("d", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		createIn(t, fsys, "d", 1)
+		mk := func(name string) {
+			f, err := fsys.Open(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+		}
+		mk("d/renamed")
+		if err := fsys.Rename("d/renamed", "d/moved", 0); err != nil {
+			t.Fatalf("rename right after the create: %v", err)
+		}
+		mk("d/removed")
+		if err := fsys.Unlink("d/removed"); err != nil {
+			t.Fatalf("unlink right after the create: %v", err)
+		}
+		mk("d/listed")
+		entries, err := fsys.ReadDir("d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name)
+		}
+		sort.Strings(names)
+		if got := strings.Join(names, " "); got != "fa listed moved" {
+			t.Errorf("listing: %s, want fa listed moved", got)
+		}
+		if err := fsys.Settle(); err != nil {
+			t.Fatal(err)
+		}
+		for name, want := range map[string]bool{"moved": true, "renamed": false, "removed": false, "listed": true} {
+			_, err := os.Lstat(filepath.Join(srv.Dir, "d", name))
+			if (err == nil) != want {
+				t.Errorf("d/%s on the server: %v, want present=%v", name, err, want)
+			}
+		}
+	})
+}
+
+// TestRule_N3_ExclusiveDirectoryTimesAfterItsEntries: the times set on a
+// directory the FS made, by name, land after the creates queued in it,
+// which would otherwise change them.
+func TestRule_N3_ExclusiveDirectoryTimesAfterItsEntries(t *testing.T) {
+	forEachExclusive(t, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		if err := fsys.Mkdir("d", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		createIn(t, fsys, "d", 8)
+		mtime := unix.Timespec{Sec: 1_000_000_000}
+		if err := fsys.Utimens("d", nil, &mtime); err != nil {
+			t.Fatal(err)
+		}
+		if err := fsys.Chmod("d", 0o750); err != nil {
+			t.Fatal(err)
+		}
+		a, err := fsys.Lstat("d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Mtim.Sec != mtime.Sec || a.Mode&07777 != 0o750 {
+			t.Errorf("Lstat after the changes: mtime %d mode %o", a.Mtim.Sec, a.Mode&07777)
+		}
+		if err := fsys.Settle(); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(filepath.Join(srv.Dir, "d"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.ModTime().Unix() != mtime.Sec || st.Mode().Perm() != 0o750 {
+			t.Errorf("on the server: mtime %v mode %o", st.ModTime(), st.Mode().Perm())
+		}
+	})
+}
+
+// TestRule_N3_ExclusiveRefusedChangeReachesTheBarrier: a queued create
+// the server refuses (its directory was removed behind the FS's back)
+// fails the file's calls and the next barriers, never silently.
+func TestRule_N3_ExclusiveRefusedChangeReachesTheBarrier(t *testing.T) {
+	forEachExclusive(t, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		if err := fsys.Mkdir("d", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		createIn(t, fsys, "d", 1)
+		// Against the exclusive contract: someone else removes d.
+		if err := os.RemoveAll(filepath.Join(srv.Dir, "d")); err != nil {
+			t.Fatal(err)
+		}
+		f, err := fsys.Open("d/lost", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+		if err != nil {
+			t.Skipf("the create was not deferred (%v): nothing to check", err)
+		}
+		defer f.Close()
+		if _, err := f.WriteAt([]byte("x"), 0); err == nil {
+			t.Error("a write to a file whose create failed succeeded")
+		}
+		if err := f.Sync(false); err == nil {
+			t.Error("fsync of a file whose create failed succeeded")
+		}
+		err = fsys.Settle()
+		if err == nil || !strings.Contains(err.Error(), "lost") {
+			t.Errorf("Settle: %v, want the failed create of d/lost", err)
+		}
+		if err := fsys.Settle(); err != nil {
+			t.Errorf("second Settle: %v, want nil (a failure is reported once)", err)
+		}
+	})
+}
+
+// TestRule_N3_ExclusiveDeferredChangesSurviveAnOutage: a change made
+// while the server is away waits for it, and reaches it once back.
+func TestRule_N3_ExclusiveDeferredChangesSurviveAnOutage(t *testing.T) {
+	forEachExclusive(t, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		f, err := fsys.Open("f", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		srv.Stop()
+		if err := f.Chmod(0o600); err != nil {
+			t.Fatalf("chmod while the server is away: %v, want it deferred", err)
+		}
+		if err := fsys.Settle(); !errors.Is(err, syscall.EIO) {
+			t.Fatalf("Settle while the server is away: %v, want EIO", err)
+		}
+		srv.Restart(t)
+		waitFor(t, func() bool { return fsys.Settle() == nil })
+		st, err := os.Stat(filepath.Join(srv.Dir, "f"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("mode on the server after the outage: %o, want 600", st.Mode().Perm())
+		}
+	})
+}
+
+// TestGoferMakesTheModeAsked: the gofer applies no umask of its own (the
+// client applied its caller's), like diod; it is also what lets an
+// exclusive FS compute a new file's attributes.
+func TestGoferMakesTheModeAsked(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		f, err := fsys.Open("f", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o666)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if err := fsys.Mkdir("d", 0o777); err != nil {
+			t.Fatal(err)
+		}
+		for name, want := range map[string]os.FileMode{"f": 0o666, "d": 0o777} {
+			st, err := os.Stat(filepath.Join(srv.Dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode().Perm() != want {
+				t.Errorf("%s: mode %o on the server, want %o", name, st.Mode().Perm(), want)
+			}
+		}
+	})
+}
