@@ -238,9 +238,7 @@ func (fsys *FS) send(c change) error {
 // was removed too: a change to a file no name leads to any more, which
 // servers that track files by path (diod, the gofer) cannot make, is
 // dropped (nobody can see it; a file with other links keeps its old
-// times). A file renamed since it was opened is changed by its current
-// name, for servers whose fids do not follow renames made through other
-// fids (diod).
+// times). A renamed file is changed by its current name (viaName).
 func (fsys *FS) refused(c change, err error) error {
 	fsys.mu.Lock()
 	name, unlinked := c.f.name, c.f.unlinked
@@ -249,12 +247,7 @@ func (fsys *FS) refused(c change, err error) error {
 		klog.V(2).InfoS("Dropped a change of a removed file", "change", c.what, "file", name, "err", err)
 		return nil
 	}
-	if !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ESTALE) && !errors.Is(err, syscall.EINVAL) {
-		return err
-	}
-	return fsys.withFid(true, name, func(_ *session, f p9.File) error {
-		return f.SetAttr(c.mask, c.attr)
-	})
+	return c.f.viaName(err, func(fid p9.File) error { return fid.SetAttr(c.mask, c.attr) })
 }
 
 // progressLocked wakes everyone waiting for deferred changes.

@@ -1,6 +1,7 @@
 package ninep
 
 import (
+	"errors"
 	"io"
 	"sync"
 	"syscall"
@@ -210,11 +211,12 @@ func (f *file) Stat() (backend.Attr, error) {
 		return backend.Attr{}, err
 	}
 	var a backend.Attr
-	err := f.do(func(fid p9.File) error {
+	op := func(fid p9.File) error {
 		qid, valid, attr, err := fid.GetAttr(p9.AttrMaskAll)
 		a = f.fsys.toAttr(qid, valid, attr)
 		return err
-	})
+	}
+	err := f.viaName(f.do(op), op)
 	return a, err
 }
 
@@ -226,9 +228,10 @@ func (f *file) Truncate(size int64) error {
 	if err := f.settle(); err != nil {
 		return err
 	}
-	return f.do(func(fid p9.File) error {
+	op := func(fid p9.File) error {
 		return fid.SetAttr(p9.SetAttrMask{Size: true}, p9.SetAttr{Size: uint64(size)})
-	})
+	}
+	return f.viaName(f.do(op), op)
 }
 
 // Allocate is not part of 9P2000.L.
@@ -313,7 +316,27 @@ func (f *file) setAttr(what string, mask p9.SetAttrMask, attr p9.SetAttr) error 
 	if f.deferSetAttr(what, mask, attr) {
 		return nil
 	}
-	return f.do(func(fid p9.File) error { return fid.SetAttr(mask, attr) })
+	op := func(fid p9.File) error { return fid.SetAttr(mask, attr) }
+	return f.viaName(f.do(op), op)
+}
+
+// viaName runs op again on a fid walked to the file's current name when
+// the server refused it on the file's own fid as if the file had no path
+// (ENOENT, ESTALE, EINVAL): servers that change attributes by path keep a
+// fid's path as it was walked, and the FS has renamed the file since
+// (diod; the gofer too after a rename made as link and unlink).
+func (f *file) viaName(err error, op func(fid p9.File) error) error {
+	if err == nil || !isReply(err) {
+		return err
+	}
+	if !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ESTALE) && !errors.Is(err, syscall.EINVAL) {
+		return err
+	}
+	name, unlinked := f.fsys.nameOf(f)
+	if unlinked {
+		return err
+	}
+	return f.fsys.withFid(true, name, func(_ *session, fid p9.File) error { return op(fid) })
 }
 
 // takeFresh returns the attributes known since the create, once.

@@ -223,3 +223,54 @@ func TestBadNames(t *testing.T) {
 }
 
 var _ backend.FS = (*ninep.FS)(nil)
+
+// TestOpenFileKeepsWorkingAfterRename: every call on an open file works
+// after the FS renamed it, in both kinds of rename, also on servers whose
+// fids keep the old path (diod changes attributes by path).
+func TestOpenFileKeepsWorkingAfterRename(t *testing.T) {
+	for _, flags := range []uint32{0, unix.RENAME_NOREPLACE} {
+		t.Run("plain", func(t *testing.T) { forEachServer(t, renameOpenFile(flags)) })
+		t.Run("exclusive", func(t *testing.T) { forEachExclusive(t, renameOpenFile(flags)) })
+	}
+}
+
+// renameOpenFile renames an open file with flags and uses it.
+func renameOpenFile(flags uint32) func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+	return func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		f, err := fsys.Open("a", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := fsys.Rename("a", "b", flags); err != nil {
+			t.Fatal(err)
+		}
+		mtime := unix.Timespec{Sec: 1_000_000_000}
+		if _, err := f.WriteAt([]byte("hello"), 0); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		if err := f.Chmod(0o600); err != nil {
+			t.Fatalf("chmod: %v", err)
+		}
+		if err := f.Utimens(nil, &mtime); err != nil {
+			t.Fatalf("utimes: %v", err)
+		}
+		if err := f.Sync(false); err != nil {
+			t.Fatalf("fsync: %v", err)
+		}
+		a, err := f.Stat()
+		if err != nil {
+			t.Fatalf("stat: %v", err)
+		}
+		if a.Size != 5 || a.Mode&07777 != 0o600 || a.Mtim.Sec != mtime.Sec {
+			t.Errorf("stat: size %d mode %o mtime %d", a.Size, a.Mode&07777, a.Mtim.Sec)
+		}
+		st, err := os.Stat(filepath.Join(srv.Dir, "b"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() != 5 || st.Mode().Perm() != 0o600 || st.ModTime().Unix() != mtime.Sec {
+			t.Errorf("on the server: size %d mode %o mtime %v", st.Size(), st.Mode().Perm(), st.ModTime())
+		}
+	}
+}
