@@ -1,7 +1,6 @@
 package ninep_test
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -20,21 +19,10 @@ import (
 // forEachExclusive is forEachServer with the FS dialed exclusive (rule
 // N3: it may defer changes).
 func forEachExclusive(t *testing.T, fn func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS)) {
-	for _, kind := range ninetest.Kinds {
-		t.Run(kind, func(t *testing.T) {
-			dir := t.TempDir()
-			srv := ninetest.Start(t, kind, dir)
-			cfg := srv.Config
-			cfg.Exclusive = true
-			cfg.Timeout = 2 * time.Second
-			fsys, err := ninep.Dial(context.Background(), cfg)
-			if err != nil {
-				t.Fatalf("Dial: %v", err)
-			}
-			t.Cleanup(func() { fsys.Close() })
-			fn(t, srv, fsys)
-		})
-	}
+	forEachServerWith(t, func(cfg *ninep.Config) {
+		cfg.Exclusive = true
+		cfg.Timeout = 2 * time.Second
+	}, fn)
 }
 
 // localIno reports whether ino is one the FS made up for a file it

@@ -96,9 +96,8 @@ func (d *dirFids) fill(e *dirFid, parts []string) {
 			return
 		}
 		d.mu.Lock()
-		if d.dirs[e.name] != e {
+		if !d.cachedLocked(e, f) {
 			d.mu.Unlock()
-			clunk(f)
 			return
 		}
 		e.fid, e.mode, base = f, uint32(attr.Mode), f
@@ -118,14 +117,25 @@ func (d *dirFids) fill(e *dirFid, parts []string) {
 			return
 		}
 		d.mu.Lock()
-		if d.dirs[e.name] != e {
+		if !d.cachedLocked(e, c) {
 			d.mu.Unlock()
-			clunk(c)
 			return
 		}
 		e.spares = append(e.spares, c)
 		d.mu.Unlock()
 	}
+}
+
+// cachedLocked reports whether e is still cached; if not, it clunks f,
+// which a fill made for e.
+//
+// Preconditions: d.mu is held.
+func (d *dirFids) cachedLocked(e *dirFid, f p9.File) bool {
+	if d.dirs[e.name] != e {
+		clunk(f)
+		return false
+	}
+	return true
 }
 
 // drop forgets e if it is still cached.

@@ -20,11 +20,21 @@ import (
 // forEachServer runs fn against the built-in gofer and diod, each
 // exporting a fresh directory.
 func forEachServer(t *testing.T, fn func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS)) {
+	forEachServerWith(t, nil, fn)
+}
+
+// forEachServerWith is forEachServer with the dial configuration changed
+// by tweak.
+func forEachServerWith(t *testing.T, tweak func(*ninep.Config), fn func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS)) {
 	for _, kind := range ninetest.Kinds {
 		t.Run(kind, func(t *testing.T) {
 			dir := t.TempDir()
 			srv := ninetest.Start(t, kind, dir)
-			fsys, err := ninep.Dial(context.Background(), srv.Config)
+			cfg := srv.Config
+			if tweak != nil {
+				tweak(&cfg)
+			}
+			fsys, err := ninep.Dial(context.Background(), cfg)
 			if err != nil {
 				t.Fatalf("Dial: %v", err)
 			}
