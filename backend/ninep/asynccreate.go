@@ -171,6 +171,20 @@ func (f *file) waitCreated() error {
 	}
 }
 
+// createFailed reports whether f's deferred create is done and failed:
+// the file never existed, and its name is not its.
+func (f *file) createFailed() bool {
+	if f.created == nil {
+		return false
+	}
+	select {
+	case <-f.created:
+		return f.createErr != nil
+	default:
+		return false
+	}
+}
+
 // bindIno makes the server's inode number ino report as local from now on.
 func (fsys *FS) bindIno(ino, local uint64) {
 	fsys.mu.Lock()
@@ -215,8 +229,14 @@ type madeDir struct {
 // maxMadeDirs bounds the directories remembered.
 const maxMadeDirs = 1 << 16
 
-// rememberDir records that the FS made directory name (on an exclusive FS).
-func (fsys *FS) rememberDir(name string, ino uint64) {
+// rememberDir records that the FS made directory name with mode perm
+// (on an exclusive FS). A set-group-ID directory is not remembered: the
+// group of what is created in it depends on the order of the changes,
+// which must then reach the server as they are made.
+func (fsys *FS) rememberDir(name string, ino uint64, perm uint32) {
+	if perm&unix.S_ISGID != 0 {
+		return
+	}
 	fsys.mu.Lock()
 	defer fsys.mu.Unlock()
 	if fsys.madeDirs == nil {
@@ -249,11 +269,20 @@ func (fsys *FS) dirsRenamedLocked(oldName, newName string) {
 	}
 }
 
-// madeDirNamed returns the made directory name, if any.
-func (fsys *FS) madeDirNamed(name string) (madeDir, bool) {
+// madeDirNamed returns the made directory name, if the setattr of mask
+// and attr may be deferred for it. One that makes it set-group-ID may
+// not, and the directory is forgotten (see rememberDir).
+func (fsys *FS) madeDirNamed(name string, mask p9.SetAttrMask, attr p9.SetAttr) (madeDir, bool) {
+	if !fsys.cfg.Exclusive {
+		return madeDir{}, false
+	}
 	fsys.mu.Lock()
 	defer fsys.mu.Unlock()
 	d, ok := fsys.madeDirs[name]
+	if ok && mask.Permissions && uint32(attr.Permissions)&unix.S_ISGID != 0 {
+		delete(fsys.madeDirs, name)
+		return madeDir{}, false
+	}
 	return d, ok
 }
 

@@ -2,6 +2,7 @@ package ninep_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -340,6 +341,60 @@ func TestGoferMakesTheModeAsked(t *testing.T) {
 			}
 			if st.Mode().Perm() != want {
 				t.Errorf("%s: mode %o on the server, want %o", name, st.Mode().Perm(), want)
+			}
+		}
+	})
+}
+
+// TestRule_N3_ExclusiveSetGroupIDDirectory: in a set-group-ID
+// directory, where a server may give new files the directory's group, an
+// exclusive FS does not compute a new file's attributes: it reports what
+// the server made. (The directory is made on the server: the Go 9P
+// library sends modes masked to 01777, so a client cannot set the bit;
+// see docs/9p.md.)
+func TestRule_N3_ExclusiveSetGroupIDDirectory(t *testing.T) {
+	forEachServerWith(t, func(cfg *ninep.Config) { cfg.Exclusive = true }, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		d := filepath.Join(srv.Dir, "sgid")
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(d, 0, 1234); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Chmod(d, 0o2775); err != nil {
+			t.Fatal(err)
+		}
+		if err := fsys.Mkdir("plain", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		createIn(t, fsys, "plain", 2) // the FS computes attributes from here on
+		gids := map[string]uint32{}
+		for i := range 4 {
+			name := fmt.Sprintf("sgid/f%d", i)
+			f, err := fsys.Open(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := f.Stat()
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if localIno(a.Ino) {
+				t.Errorf("%s: created in the background in a set-group-ID directory", name)
+			}
+			gids[name] = a.Gid
+		}
+		if err := fsys.Settle(); err != nil {
+			t.Fatal(err)
+		}
+		for name, gid := range gids {
+			var st unix.Stat_t
+			if err := unix.Stat(filepath.Join(srv.Dir, name), &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Gid != gid {
+				t.Errorf("%s: group %d reported, %d on the server", name, gid, st.Gid)
 			}
 		}
 	})

@@ -333,7 +333,7 @@ func (f *file) viaName(err error, op func(fid p9.File) error) error {
 		return err
 	}
 	name, unlinked := f.fsys.nameOf(f)
-	if unlinked {
+	if unlinked || f.createFailed() {
 		return err
 	}
 	return f.fsys.withFid(true, name, func(_ *session, fid p9.File) error { return op(fid) })

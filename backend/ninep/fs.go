@@ -164,7 +164,7 @@ func (fsys *FS) Mkdir(name string, perm uint32) error {
 		qid, err := d.Mkdir(base, p9.FileMode(perm&07777), createUID, createGID)
 		if err == nil && fsys.cfg.Exclusive && plain {
 			fsys.newDir(s, name, qid, perm)
-			fsys.rememberDir(name, qid.Path)
+			fsys.rememberDir(name, qid.Path, perm)
 			s.dirs.prepare(append(dir[:len(dir):len(dir)], base))
 		}
 		return err
@@ -274,7 +274,7 @@ func (fsys *FS) setAttrByName(what, name string, mayDefer bool, mask p9.SetAttrM
 		if f := fsys.openUnder(name); f != nil {
 			return f.setAttr(what, mask, attr)
 		}
-		if d, ok := fsys.madeDirNamed(name); ok && fsys.cfg.Exclusive {
+		if d, ok := fsys.madeDirNamed(name, mask, attr); ok {
 			fsys.deferDirSetAttr(d, what, mask, attr)
 			return nil
 		}
