@@ -24,8 +24,8 @@ import (
 // reports the server's number for that file as the local one, and its
 // generation as 1 (local numbers are never reused). Hard links and later
 // lookups of the file so keep the number the kernel was first told. The
-// map of server numbers to local ones lasts as long as the FS: 16 bytes
-// and a map entry per file created this way.
+// map of server numbers to local ones lasts as long as the FS, so it is
+// bounded (maxLocalInos).
 //
 // What waits for the create: a call that reads or writes the file's data
 // or asks for its attributes (the file's own calls wait for its queue); a
@@ -36,6 +36,11 @@ import (
 
 // localInoBit marks inode numbers the FS made up.
 const localInoBit = 1 << 63
+
+// maxLocalInos bounds the files created in the background over an FS's
+// life (the map of their numbers takes some 40 bytes each): after that,
+// creates wait for the server again (one round trip each).
+const maxLocalInos = 1 << 18
 
 // createReq is a deferred create.
 type createReq struct {
@@ -69,6 +74,9 @@ func (fsys *FS) createLater(name string, dir []string, base string, flags int, p
 	}
 	fsys.mu.Lock()
 	defer fsys.mu.Unlock()
+	if fsys.nextLocal >= maxLocalInos {
+		return nil
+	}
 	fsys.waitRoomLocked(0)
 	fsys.nextLocal++
 	ino := localInoBit | fsys.nextLocal
