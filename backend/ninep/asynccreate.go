@@ -81,7 +81,7 @@ func (fsys *FS) createLater(name string, dir []string, base string, flags int, p
 	fsys.nextLocal++
 	ino := localInoBit | fsys.nextLocal
 	f := &file{fsys: fsys, name: name, flags: flags, ino: ino, created: make(chan struct{})}
-	a := fsys.computedAttr(p9.QID{Path: ino}, unix.S_IFREG|perm&07777, 1, 0, blksize)
+	a := fsys.computedAttr(p9.QID{Path: ino}, unix.S_IFREG|perm&07777, 1, 0, 0, blksize)
 	a.Gen = 1
 	f.fresh = a
 	fsys.files[f] = struct{}{}
@@ -94,11 +94,8 @@ func (fsys *FS) createLater(name string, dir []string, base string, flags int, p
 // broke and then finds the name taken opens what it made.
 func (fsys *FS) sendCreate(c change) error {
 	f, r := c.f, c.create
-	backoff := minBackoff
-	retried := false
-	for {
-		fsys.deferred.inFlight <- struct{}{}
-		err := fsys.do(false, func(s *session) error {
+	err := fsys.sendRetrying(c, func(retried bool) error {
+		return fsys.do(false, func(s *session) error {
 			fid, _, err := s.dirFid(r.dir)
 			if err != nil {
 				return err
@@ -115,22 +112,9 @@ func (fsys *FS) sendCreate(c change) error {
 			f.setFid(s, nf)
 			return nil
 		})
-		<-fsys.deferred.inFlight
-		fsys.deferredSent.Add(1)
-		var te *transportError
-		if err == nil || !errors.As(err, &te) || fsys.stopped() {
-			f.createDone(err)
-			return err
-		}
-		retried = true
-		select {
-		case <-fsys.stop:
-			f.createDone(errClosed)
-			return errClosed
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
+	})
+	f.createDone(err)
+	return err
 }
 
 // openCreated opens the file an earlier attempt of a create made.

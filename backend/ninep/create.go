@@ -42,20 +42,25 @@ const (
 	decided
 )
 
-// first reports whether the caller makes the one that decides;
-// otherwise it reports whether attributes can be computed (false while
-// undecided).
-func (na *newAttrs) first() (first, compute bool) {
+// resolve returns the attributes of a new file: computed by compute
+// (from the size, blocks and block size of new ones) once the server is
+// known to make them as asked, else asked for by ask (nil if that
+// fails). The first one asked for decides, by comparing the two.
+func (na *newAttrs) resolve(compute func(size, blocks, blksize int64) *backend.Attr, ask func() *backend.Attr) *backend.Attr {
 	na.mu.Lock()
-	defer na.mu.Unlock()
-	switch na.state {
-	case undecided:
+	state, ok, size, blocks, blksize := na.state, na.compute, na.size, na.blocks, na.blksize
+	if state == undecided {
 		na.state = deciding
-		return true, false
-	case deciding:
-		return false, false
 	}
-	return false, na.compute
+	na.mu.Unlock()
+	if state == decided && ok {
+		return compute(size, blocks, blksize)
+	}
+	asked := ask()
+	if state == undecided {
+		na.decide(asked, compute)
+	}
+	return asked
 }
 
 // computed reports whether attributes can be computed, and the size,
@@ -67,15 +72,16 @@ func (na *newAttrs) computed() (ok bool, size, blocks, blksize int64) {
 }
 
 // decide records whether asked, the attributes the server reported for
-// the first one, matches computed. Without an answer the next one
-// decides.
-func (na *newAttrs) decide(asked, computed *backend.Attr) {
+// the first one, matches what compute makes of them. Without an answer
+// the next one decides.
+func (na *newAttrs) decide(asked *backend.Attr, compute func(size, blocks, blksize int64) *backend.Attr) {
 	na.mu.Lock()
 	defer na.mu.Unlock()
 	if asked == nil {
 		na.state = undecided
 		return
 	}
+	computed := compute(asked.Size, asked.Blocks, asked.Blksize)
 	na.compute = asked.Ino == computed.Ino && asked.Gen == computed.Gen &&
 		asked.Mode == computed.Mode && asked.Uid == computed.Uid &&
 		asked.Gid == computed.Gid && asked.Nlink == computed.Nlink &&
@@ -126,20 +132,9 @@ func (fsys *FS) create(name string, flags int, perm uint32) (backend.File, error
 // to make files as asked, else asked for (nil if that fails: the caller's
 // Stat asks again).
 func (fsys *FS) newFileAttr(fid p9.File, qid p9.QID, perm uint32) *backend.Attr {
-	first, compute := fsys.newFiles.first()
-	if compute {
-		_, _, _, blksize := fsys.newFiles.computed()
-		return fsys.computedAttr(qid, unix.S_IFREG|perm&07777, 1, 0, blksize)
-	}
-	a := fsys.askAttr(fid)
-	if first {
-		var blksize int64
-		if a != nil {
-			blksize = a.Blksize
-		}
-		fsys.newFiles.decide(a, fsys.computedAttr(qid, unix.S_IFREG|perm&07777, 1, 0, blksize))
-	}
-	return a
+	return fsys.newFiles.resolve(func(_, _, blksize int64) *backend.Attr {
+		return fsys.computedAttr(qid, unix.S_IFREG|perm&07777, 1, 0, 0, blksize)
+	}, func() *backend.Attr { return fsys.askAttr(fid) })
 }
 
 // newDirAttr is a directory the FS made and its attributes.
@@ -153,28 +148,18 @@ type newDirAttr struct {
 // (takeNewDir): computed when the server is known to make directories as
 // asked, else asked for.
 func (fsys *FS) newDir(s *session, name string, qid p9.QID, perm uint32) {
-	first, compute := fsys.newDirs.first()
-	var a *backend.Attr
-	if compute {
-		_, size, blocks, blksize := fsys.newDirs.computed()
-		a = fsys.computedAttr(qid, unix.S_IFDIR|perm&07777, 2, size, blksize)
-		a.Blocks = blocks
-	} else {
+	a := fsys.newDirs.resolve(func(size, blocks, blksize int64) *backend.Attr {
+		return fsys.computedAttr(qid, unix.S_IFDIR|perm&07777, 2, size, blocks, blksize)
+	}, func() *backend.Attr {
 		parts, _ := components(name)
 		f, aq, valid, attr, err := s.walkStat(parts)
-		if err == nil {
-			clunk(f)
-			b := fsys.toAttr(aq, valid, attr)
-			a = &b
+		if err != nil {
+			return nil
 		}
-		if first {
-			var size, blksize int64
-			if a != nil {
-				size, blksize = a.Size, a.Blksize
-			}
-			fsys.newDirs.decide(a, fsys.computedAttr(qid, unix.S_IFDIR|perm&07777, 2, size, blksize))
-		}
-	}
+		clunk(f)
+		b := fsys.toAttr(aq, valid, attr)
+		return &b
+	})
 	if a == nil {
 		return
 	}
@@ -205,7 +190,7 @@ func (fsys *FS) forgetNewDir() {
 
 // computedAttr is what a new file's attributes are when the server makes
 // it as asked.
-func (fsys *FS) computedAttr(qid p9.QID, mode uint32, nlink uint64, size, blksize int64) *backend.Attr {
+func (fsys *FS) computedAttr(qid p9.QID, mode uint32, nlink uint64, size, blocks, blksize int64) *backend.Attr {
 	now := unix.NsecToTimespec(time.Now().UnixNano())
 	gen := uint64(1)
 	if fsys.genIsVersion {
@@ -217,6 +202,7 @@ func (fsys *FS) computedAttr(qid p9.QID, mode uint32, nlink uint64, size, blksiz
 	a.Uid, a.Gid = uint32(createUID), uint32(createGID)
 	a.Nlink = nlink
 	a.Size = size
+	a.Blocks = blocks
 	a.Blksize = blksize
 	a.Atim, a.Mtim, a.Ctim = now, now, now
 	return a

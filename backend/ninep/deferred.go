@@ -206,17 +206,27 @@ func (fsys *FS) drain(ino uint64) {
 	}
 }
 
-// send sends one change, again and again while the server cannot be
-// reached: a deferred change is never dropped for an outage. It returns
-// the server's refusal, or errClosed once the FS has shut down.
+// send sends one setattr, again and again while the server cannot be
+// reached: a deferred change is never dropped for an outage.
 func (fsys *FS) send(c change) error {
-	backoff := minBackoff
-	for {
-		fsys.deferred.inFlight <- struct{}{}
+	return fsys.sendRetrying(c, func(bool) error {
 		err := c.f.do(func(fid p9.File) error { return fid.SetAttr(c.mask, c.attr) })
 		if err != nil && isReply(err) {
 			err = fsys.refused(c, err)
 		}
+		return err
+	})
+}
+
+// sendRetrying runs attempt as one of the deferred requests outstanding,
+// again (with retried set) after a back-off for as long as it fails
+// because the server cannot be reached. It returns the server's refusal,
+// or errClosed once the FS has shut down.
+func (fsys *FS) sendRetrying(c change, attempt func(retried bool) error) error {
+	backoff := minBackoff
+	for retried := false; ; retried = true {
+		fsys.deferred.inFlight <- struct{}{}
+		err := attempt(retried)
 		<-fsys.deferred.inFlight
 		fsys.deferredSent.Add(1)
 		var te *transportError

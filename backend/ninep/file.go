@@ -216,7 +216,7 @@ func (f *file) Stat() (backend.Attr, error) {
 		a = f.fsys.toAttr(qid, valid, attr)
 		return err
 	}
-	err := f.viaName(f.do(op), op)
+	err := f.doAttr(op)
 	return a, err
 }
 
@@ -231,7 +231,7 @@ func (f *file) Truncate(size int64) error {
 	op := func(fid p9.File) error {
 		return fid.SetAttr(p9.SetAttrMask{Size: true}, p9.SetAttr{Size: uint64(size)})
 	}
-	return f.viaName(f.do(op), op)
+	return f.doAttr(op)
 }
 
 // Allocate is not part of 9P2000.L.
@@ -317,6 +317,12 @@ func (f *file) setAttr(what string, mask p9.SetAttrMask, attr p9.SetAttr) error 
 		return nil
 	}
 	op := func(fid p9.File) error { return fid.SetAttr(mask, attr) }
+	return f.doAttr(op)
+}
+
+// doAttr runs an attribute call on the file's fid, or by its name when
+// the fid no longer leads to it (viaName).
+func (f *file) doAttr(op func(fid p9.File) error) error {
 	return f.viaName(f.do(op), op)
 }
 
