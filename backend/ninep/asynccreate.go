@@ -84,7 +84,7 @@ func (fsys *FS) createLater(name string, dir []string, base string, flags int, p
 	a := fsys.computedAttr(p9.QID{Path: ino}, unix.S_IFREG|perm&07777, 1, 0, 0, blksize)
 	a.Gen = 1
 	f.fresh = a
-	fsys.files[f] = struct{}{}
+	fsys.trackLocked(f)
 	fsys.queueLocked(change{f: f, what: "create", create: &createReq{dir: dir, base: base, flags: flags, perm: perm}})
 	return f
 }

@@ -399,3 +399,41 @@ func TestRule_N3_ExclusiveSetGroupIDDirectory(t *testing.T) {
 		}
 	})
 }
+
+// TestRule_N3_ExclusiveChangeByNameReachesTheFileTheNameLeadsTo: a
+// change by name goes to the file the name leads to now, not to an
+// earlier file of that name still open after its unlink, whichever
+// renames came between.
+func TestRule_N3_ExclusiveChangeByNameReachesTheFileTheNameLeadsTo(t *testing.T) {
+	forEachExclusive(t, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		old, err := fsys.Open("a", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer old.Close()
+		if err := fsys.Unlink("a"); err != nil {
+			t.Fatal(err)
+		}
+		cur, err := fsys.Open("a", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cur.Close()
+		if err := fsys.Rename("a", "b", 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := fsys.Chmod("b", 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := fsys.Settle(); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(filepath.Join(srv.Dir, "b"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("b on the server: mode %o, want 600", st.Mode().Perm())
+		}
+	})
+}

@@ -375,8 +375,14 @@ func (f *file) Removexattr(attr string) error                      { return sysc
 // track registers an open file for rename bookkeeping.
 func (fsys *FS) track(f *file) {
 	fsys.mu.Lock()
-	fsys.files[f] = struct{}{}
+	fsys.trackLocked(f)
 	fsys.mu.Unlock()
+}
+
+// trackLocked is track with fsys.mu held.
+func (fsys *FS) trackLocked(f *file) {
+	fsys.files[f] = struct{}{}
+	fsys.nameLocked(f, f.name)
 }
 
 func (fsys *FS) untrack(f *file) {
@@ -386,8 +392,39 @@ func (fsys *FS) untrack(f *file) {
 		return
 	}
 	delete(fsys.files, f)
+	fsys.unlinkLocked(f)
 	if fsys.closed && len(fsys.files) == 0 {
 		fsys.shutdownLocked()
+	}
+}
+
+// nameLocked gives the tracked file f the name name, which leads to it.
+//
+// Preconditions: fsys.mu is held.
+func (fsys *FS) nameLocked(f *file, name string) {
+	fsys.unlinkLocked(f)
+	f.name, f.unlinked = name, false
+	set := fsys.byName[name]
+	if set == nil {
+		set = make(map[*file]struct{})
+		fsys.byName[name] = set
+	}
+	set[f] = struct{}{}
+}
+
+// unlinkLocked records that f's name no longer leads to it.
+//
+// Preconditions: fsys.mu is held.
+func (fsys *FS) unlinkLocked(f *file) {
+	if f.unlinked {
+		return
+	}
+	f.unlinked = true
+	if set := fsys.byName[f.name]; set != nil {
+		delete(set, f)
+		if len(set) == 0 {
+			delete(fsys.byName, f.name)
+		}
 	}
 }
 
@@ -402,16 +439,19 @@ func (fsys *FS) nameOf(f *file) (string, bool) {
 func (fsys *FS) renamed(oldName, newName string) {
 	fsys.mu.Lock()
 	defer fsys.mu.Unlock()
-	for f := range fsys.files {
-		if f.name == newName && !f.unlinked {
-			f.unlinked = true
+	for f := range fsys.byName[newName] {
+		fsys.unlinkLocked(f)
+	}
+	var moved []*file
+	for name, set := range fsys.byName {
+		if hasPrefixPath(name, oldName) {
+			for f := range set {
+				moved = append(moved, f)
+			}
 		}
 	}
-	for f := range fsys.files {
-		if hasPrefixPath(f.name, oldName) {
-			f.name = newName + f.name[len(oldName):]
-			f.unlinked = false
-		}
+	for _, f := range moved {
+		fsys.nameLocked(f, newName+f.name[len(oldName):])
 	}
 	fsys.dirsRenamedLocked(oldName, newName)
 }
@@ -424,10 +464,8 @@ func (fsys *FS) removed(name string, dir bool) {
 	if dir {
 		delete(fsys.madeDirs, name)
 	}
-	for f := range fsys.files {
-		if f.name == name {
-			f.unlinked = true
-		}
+	for f := range fsys.byName[name] {
+		fsys.unlinkLocked(f)
 	}
 }
 
@@ -440,8 +478,8 @@ func (fsys *FS) openUnder(name string) *file {
 	}
 	fsys.mu.Lock()
 	defer fsys.mu.Unlock()
-	for f := range fsys.files {
-		if f.name == name && !f.unlinked && f.ino != 0 {
+	for f := range fsys.byName[name] {
+		if f.ino != 0 {
 			return f
 		}
 	}

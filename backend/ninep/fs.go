@@ -29,8 +29,10 @@ type FS struct {
 	// no file is open. Guarded by mu.
 	closed bool
 	// files holds the open files, so renames can keep their names
-	// current for reopening after a reconnect. Guarded by mu.
-	files map[*file]struct{}
+	// current for reopening after a reconnect, and byName those of them
+	// whose name leads to them, by name. Guarded by mu.
+	files  map[*file]struct{}
+	byName map[string]map[*file]struct{}
 
 	// deferred holds the changes an exclusive FS sends in the
 	// background. Guarded by mu.

@@ -20,7 +20,8 @@ func Dial(ctx context.Context, cfg Config) (*FS, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	fsys := &FS{cfg: cfg, stop: make(chan struct{}), files: make(map[*file]struct{}), deferred: newDeferred()}
+	fsys := &FS{cfg: cfg, stop: make(chan struct{}), files: make(map[*file]struct{}),
+		byName: make(map[string]map[*file]struct{}), deferred: newDeferred()}
 	s, err := dial(ctx, cfg, &fsys.requests)
 	if err != nil {
 		return nil, err
