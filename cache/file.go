@@ -25,6 +25,9 @@ type Options struct {
 	// cache: a remote that is away or refuses then costs nothing until
 	// writeback, which keeps the data until it succeeds (C1).
 	BufferGapWrites bool
+	// AsyncReadahead fills the next window of a sequential stream in the
+	// background (see asyncFill). Close stops it.
+	AsyncReadahead bool
 }
 
 const (
@@ -53,6 +56,9 @@ type File struct {
 	counters     *Counters // immutable; never nil
 	minRA, maxRA uint64    // immutable; multiples of PageSize
 	bufferGaps   bool      // immutable; Options.BufferGapWrites
+	async        bool      // immutable; Options.AsyncReadahead
+
+	ahead asyncFill
 
 	// ioMu serializes the operations that do remote I/O or change cached
 	// contents, so that a fill, a write to a gap and a writeback never
@@ -108,6 +114,7 @@ func NewFileOfSize(remote Remote, budget *Budget, size int64, opts Options) (*Fi
 		maxRA:    max(pageUp(maxRA), pageUp(minRA), PageSize),
 
 		bufferGaps: opts.BufferGapWrites,
+		async:      opts.AsyncReadahead,
 	}
 	f.size, f.remoteSize = uint64(size), uint64(size)
 	return f, nil
@@ -185,16 +192,22 @@ func (f *File) Read(p []byte, off int64, ra *Readahead) (int, error) {
 	if x < end {
 		n = f.copyCachedRLocked(p, x, end)
 	}
-	f.mu.RUnlock()
 	if x+n >= end {
+		f.readAheadRLocked(x+n, window)
+		f.mu.RUnlock()
 		f.counters.hits.Add(1)
 		return int(n), eofIf(n < uint64(len(p)))
 	}
+	f.mu.RUnlock()
 	f.counters.misses.Add(1)
 	f.budget.makeRoom(int64(window))
 	f.ioMu.Lock()
-	defer f.ioMu.Unlock()
-	return f.readLocked(p, x, x+n, window)
+	got, err := f.readLocked(p, x, x+n, window)
+	f.ioMu.Unlock()
+	if err == nil {
+		f.readAhead(x+uint64(got), window)
+	}
+	return got, err
 }
 
 // copyCachedRLocked copies into dst the cached bytes from x up to end or

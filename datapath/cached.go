@@ -121,6 +121,7 @@ func (n *node) fileCache(name string, f backend.File, rdwr bool, size int64) (*c
 		// writeback succeeds, instead of failing the kernel's writeback
 		// (which drops them) when the remote is away (C1).
 		BufferGapWrites: n.vol.opts.Mode == Exclusive,
+		AsyncReadahead:  true,
 	}
 	cr := &cacheRemote{f: remote}
 	var cf *cache.File
