@@ -374,3 +374,28 @@ func TestDir_OpenAcrossRmdir(t *testing.T) {
 		}
 	})
 }
+
+// A regular file unlinked while open answers fstat: through its handle,
+// or with its last known attributes where the remote stats by path and
+// so cannot reach an unlinked file (diod).
+func TestDir_OpenFileAcrossUnlink(t *testing.T) {
+	forEachVariant(t, func(t *testing.T, tv *testVolume) {
+		writeFile(t, tv.path("gone"), "still here")
+		f, err := os.Open(tv.path("gone"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := os.Remove(tv.path("gone")); err != nil {
+			t.Fatal(err)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			t.Fatalf("fstat of an unlinked file: %v", err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != int64(len("still here")) {
+			t.Errorf("fstat of an unlinked file: mode %#o size %d, want a regular file of %d bytes",
+				st.Mode, st.Size, len("still here"))
+		}
+	})
+}

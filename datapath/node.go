@@ -26,8 +26,9 @@ type node struct {
 	handles map[*handle]struct{}
 	// attr is the node's attributes as last read from the remote, with
 	// the volume's own changes applied; valid while attrOK, which is
-	// only ever set on exclusive volumes (see attrcache.go). Guarded by
-	// mu.
+	// only ever set on exclusive volumes (see attrcache.go). Without
+	// attrOK they are only what a removed file that is still open
+	// answers with when the remote cannot (goneAttr). Guarded by mu.
 	attr   backend.Attr
 	attrOK bool
 	// names, if not nil, are all of the directory's entries (see
