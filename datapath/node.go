@@ -43,6 +43,13 @@ func (n *node) name() string {
 	return n.Path(n.vol.root.EmbeddedInode())
 }
 
+// removed reports whether n's last name was removed through the volume
+// (an open file or directory can outlive it).
+func (n *node) removed() bool {
+	_, parent := n.Parent()
+	return parent == nil && !n.IsRoot()
+}
+
 // childName returns the remote name of n's child called name.
 func (n *node) childName(name string) string {
 	if p := n.name(); p != "" {
