@@ -104,6 +104,9 @@ type Dir interface {
 	// Lstat returns the attributes of the entry base, a single path
 	// component; a symbolic link is not followed.
 	Lstat(base string) (Attr, error)
+	// Stat returns the directory's own attributes. Like File.Stat it
+	// keeps working after the directory was removed or renamed.
+	Stat() (Attr, error)
 	// Sync makes the directory's entries durable (fsync of a directory).
 	Sync() error
 	Close() error

@@ -13,8 +13,13 @@ import (
 var _ fs.NodeGetattrer = (*node)(nil)
 
 func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if h, ok := f.(*handle); ok {
-		// An open file may have been unlinked: ask its descriptor.
+	// An open file may have been unlinked: ask its descriptor. The
+	// kernel names the handle only for regular files; for a directory
+	// go-fuse passes one of the node's open handles, if any.
+	switch h := f.(type) {
+	case *handle:
+		return h.Getattr(ctx, out)
+	case *dirHandle:
 		return h.Getattr(ctx, out)
 	}
 	if a, ok := n.knownAttr(); ok {

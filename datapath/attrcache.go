@@ -1,6 +1,8 @@
 package datapath
 
 import (
+	"errors"
+	"syscall"
 	"time"
 
 	"github.com/csi-goferfs/csi-goferfs/backend"
@@ -29,9 +31,11 @@ import (
 // rememberAttr keeps a, just read from the remote, where it may be used:
 // regular files as above, and directories whose entries the volume knows
 // (dirnames.go), since every change of them goes through the volume.
+// Every node keeps them as its last known attributes (goneAttr).
 func (n *node) rememberAttr(a *backend.Attr) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.attr = *a
 	switch a.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		if !n.vol.writebackCache {
@@ -44,7 +48,7 @@ func (n *node) rememberAttr(a *backend.Attr) {
 	default:
 		return
 	}
-	n.attr, n.attrOK = *a, true
+	n.attrOK = true
 }
 
 // forgetAttr drops the remembered attributes.
@@ -135,4 +139,26 @@ func (n *node) knownAttr() (backend.Attr, bool) {
 	}
 	a.Blocks = max(a.Blocks, (a.Size+4095)/4096*8)
 	return a, true
+}
+
+// goneAttr answers a GETATTR of an open file or directory whose remote
+// file is gone from under the request, err being the remote's answer: a
+// removed file stays usable through its open descriptors, and fstat(2) of
+// one must not fail. A remote that cannot reach a removed file (a 9P
+// server that stats by path, or a directory a 9P remote has no open fid
+// of) answers ENOENT; the node then answers with its last known
+// attributes, with no links left. Any other error, or a node that never
+// saw its attributes, returns err.
+func (n *node) goneAttr(err error) (backend.Attr, error) {
+	if !errors.Is(err, syscall.ENOENT) {
+		return backend.Attr{}, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.attr.Mode == 0 { // never read: every file has a type
+		return backend.Attr{}, err
+	}
+	a := n.attr
+	a.Nlink = 0
+	return a, nil
 }

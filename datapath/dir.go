@@ -31,6 +31,7 @@ var (
 	_ fs.FileLookuper       = (*dirHandle)(nil)
 	_ fs.FileFsyncdirer     = (*dirHandle)(nil)
 	_ fs.FileReleasedirer   = (*dirHandle)(nil)
+	_ fs.FileGetattrer      = (*dirHandle)(nil)
 )
 
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
@@ -125,6 +126,40 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		return nil, h.node.errno(err)
 	}
 	return h.node.newChild(ctx, &a, out), 0
+}
+
+// Getattr is a GETATTR of the directory while it is open, which must
+// work after the directory was removed (fstat(2) of its descriptor). It
+// asks the open directory when the remote has one, which costs what a
+// stat by name would; otherwise by name, unless the name is known to be
+// gone.
+func (h *dirHandle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+	n := h.node
+	if a, ok := n.knownAttr(); ok {
+		fillAttr(&out.Attr, &a)
+		return 0
+	}
+	a, err := h.stat()
+	if err != nil {
+		if a, err = n.goneAttr(err); err != nil {
+			return n.errno(err)
+		}
+	} else {
+		n.rememberAttr(&a)
+	}
+	fillAttr(&out.Attr, &a)
+	return 0
+}
+
+func (h *dirHandle) stat() (backend.Attr, error) {
+	if h.dir != nil {
+		return h.dir.Stat()
+	}
+	if h.node.removed() {
+		// Its name would be a placeholder no remote has.
+		return backend.Attr{}, syscall.ENOENT
+	}
+	return h.node.vol.fs.Lstat(h.node.name())
 }
 
 // Fsyncdir makes the directory's entries durable on the remote (S4 for

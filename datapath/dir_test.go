@@ -348,7 +348,7 @@ func TestDir_ChangesBetweenReads(t *testing.T) {
 }
 
 // A directory removed while open: reading it fails with ENOENT, as on a
-// local file system, and fsync still works.
+// local file system, while fstat and fsync still work.
 func TestDir_OpenAcrossRmdir(t *testing.T) {
 	forEachVariant(t, func(t *testing.T, tv *testVolume) {
 		if err := os.Mkdir(tv.path("gone"), 0o755); err != nil {
@@ -372,5 +372,64 @@ func TestDir_OpenAcrossRmdir(t *testing.T) {
 		if err := unix.Fsync(fd); err != nil {
 			t.Errorf("fsync of a removed directory: %v", err)
 		}
+		// The kernel's GETATTR of a directory carries no file handle,
+		// so the daemon must not answer it by the name that is gone.
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			t.Errorf("fstat of a removed directory: %v", err)
+		} else if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			t.Errorf("fstat of a removed directory: mode %#o, want a directory", st.Mode)
+		}
 	})
+}
+
+// A regular file unlinked while open answers fstat: through its handle,
+// or with its last known attributes where the remote stats by path and
+// so cannot reach an unlinked file (diod).
+func TestDir_OpenFileAcrossUnlink(t *testing.T) {
+	forEachVariant(t, func(t *testing.T, tv *testVolume) {
+		writeFile(t, tv.path("gone"), "still here")
+		f, err := os.Open(tv.path("gone"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := os.Remove(tv.path("gone")); err != nil {
+			t.Fatal(err)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			t.Fatalf("fstat of an unlinked file: %v", err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != int64(len("still here")) {
+			t.Errorf("fstat of an unlinked file: mode %#o size %d, want a regular file of %d bytes",
+				st.Mode, st.Size, len("still here"))
+		}
+	})
+}
+
+// TestRule_N1_OpenDirectoryStatSeesRemote: in shared mode, fstat of an
+// open directory reads the remote each time, even though it is answered
+// through the open directory: a subdirectory made on the remote shows in
+// its link count at once.
+func TestRule_N1_OpenDirectoryStatSeesRemote(t *testing.T) {
+	forEachVariant(t, func(t *testing.T, tv *testVolume) {
+		if err := os.Mkdir(tv.path("d"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		fd := openDirFd(t, tv.path("d"))
+		var before, after unix.Stat_t
+		if err := unix.Fstat(fd, &before); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(tv.remote("d/sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Fstat(fd, &after); err != nil {
+			t.Fatal(err)
+		}
+		if after.Nlink != before.Nlink+1 {
+			t.Errorf("fstat after a subdirectory was made on the remote: nlink %d, want %d", after.Nlink, before.Nlink+1)
+		}
+	}, Shared)
 }

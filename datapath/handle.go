@@ -239,9 +239,13 @@ func (h *handle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
 	}
 	a, err := h.f.Stat()
 	if err != nil {
-		return h.errno(err)
+		// Some remotes stat by path, which an unlinked file lacks.
+		if a, err = h.node.goneAttr(err); err != nil {
+			return h.errno(err)
+		}
+	} else {
+		h.node.rememberAttr(&a)
 	}
-	h.node.rememberAttr(&a)
 	fillAttr(&out.Attr, &a)
 	h.node.cachedSize(&out.Attr)
 	return 0

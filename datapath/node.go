@@ -26,8 +26,9 @@ type node struct {
 	handles map[*handle]struct{}
 	// attr is the node's attributes as last read from the remote, with
 	// the volume's own changes applied; valid while attrOK, which is
-	// only ever set on exclusive volumes (see attrcache.go). Guarded by
-	// mu.
+	// only ever set on exclusive volumes (see attrcache.go). Without
+	// attrOK they are only what a removed file that is still open
+	// answers with when the remote cannot (goneAttr). Guarded by mu.
 	attr   backend.Attr
 	attrOK bool
 	// names, if not nil, are all of the directory's entries (see
@@ -40,6 +41,13 @@ func (n *node) isRegular() bool { return n.StableAttr().Mode&unix.S_IFMT == unix
 // name returns the node's remote name; "" is the volume root.
 func (n *node) name() string {
 	return n.Path(n.vol.root.EmbeddedInode())
+}
+
+// removed reports whether n's last name was removed through the volume
+// (an open file or directory can outlive it).
+func (n *node) removed() bool {
+	_, parent := n.Parent()
+	return parent == nil && !n.IsRoot()
 }
 
 // childName returns the remote name of n's child called name.

@@ -64,6 +64,14 @@ func (d *dir) Lstat(base string) (backend.Attr, error) {
 	return attrFromStatx(&stx), nil
 }
 
+func (d *dir) Stat() (backend.Attr, error) {
+	var stx unix.Statx_t
+	if err := unix.Statx(d.fd, "", unix.AT_EMPTY_PATH, statxMask, &stx); err != nil {
+		return backend.Attr{}, err
+	}
+	return attrFromStatx(&stx), nil
+}
+
 func (d *dir) Sync() error { return unix.Fsync(d.fd) }
 
 func (d *dir) Close() error { return unix.Close(d.fd) }

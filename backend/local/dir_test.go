@@ -55,6 +55,34 @@ func TestLocal_DirLooksUpOnlyItsOwnEntries(t *testing.T) {
 	}
 }
 
+// TestLocal_DirStatAfterRmdir: an open directory answers Stat after its
+// name is gone, as fstat(2) of its descriptor does.
+func TestLocal_DirStatAfterRmdir(t *testing.T) {
+	r, base := fixture(t)
+	if err := os.Mkdir(filepath.Join(base, "vol", "gone"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want, err := r.Lstat("gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := r.OpenDir("gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := r.Rmdir("gone"); err != nil {
+		t.Fatal(err)
+	}
+	a, err := d.Stat()
+	if err != nil {
+		t.Fatalf("Stat of a removed directory: %v", err)
+	}
+	if a.Ino != want.Ino || a.Mode&unix.S_IFMT != unix.S_IFDIR {
+		t.Errorf("Stat = ino %d mode %#o; want ino %d, a directory", a.Ino, a.Mode, want.Ino)
+	}
+}
+
 // BenchmarkLookupEntries compares looking up every entry of a directory
 // four levels down by full name (resolved from the root each time) with
 // looking them up through one handle of the directory, as READDIRPLUS does.
