@@ -437,3 +437,37 @@ func TestRule_N3_ExclusiveChangeByNameReachesTheFileTheNameLeadsTo(t *testing.T)
 		}
 	})
 }
+
+// TestRule_N3_ExclusiveChangeByNameAfterClose: a change by name of a file
+// just created and closed, whose create and close are still queued,
+// reaches the server. (It used to join the file's queue behind the close
+// and be dropped there as a change of a removed file.)
+func TestRule_N3_ExclusiveChangeByNameAfterClose(t *testing.T) {
+	forEachExclusive(t, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		if err := fsys.Mkdir("d", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		createIn(t, fsys, "d", 1) // later creates in d are background ones
+		for i, perm := range []uint32{0o600, 0o4755, 0o640} {
+			name := fmt.Sprintf("d/f%d", i)
+			f, err := fsys.Open(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			if err := fsys.Chmod(name, perm); err != nil {
+				t.Fatal(err)
+			}
+			if err := fsys.Settle(); err != nil {
+				t.Fatal(err)
+			}
+			st, err := os.Stat(filepath.Join(srv.Dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := uint32(st.Sys().(*syscall.Stat_t).Mode & 07777); got != perm {
+				t.Errorf("%s: mode %#o on the server, want %#o", name, got, perm)
+			}
+		}
+	})
+}
