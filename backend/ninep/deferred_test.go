@@ -349,9 +349,10 @@ func TestGoferMakesTheModeAsked(t *testing.T) {
 // TestRule_N3_ExclusiveSetGroupIDDirectory: in a set-group-ID
 // directory, where a server may give new files the directory's group, an
 // exclusive FS does not compute a new file's attributes: it reports what
-// the server made. (The directory is made on the server: the Go 9P
-// library sends modes masked to 01777, so a client cannot set the bit;
-// see docs/9p.md.)
+// the server made. One directory is made so on the server, as another
+// client would; the other by the FS itself, which made it plain and then
+// changed its group and mode (the set-group-ID bit travels since the
+// vendored 9P library no longer masks it; see docs/9p.md).
 func TestRule_N3_ExclusiveSetGroupIDDirectory(t *testing.T) {
 	forEachServerWith(t, func(cfg *ninep.Config) { cfg.Exclusive = true }, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
 		d := filepath.Join(srv.Dir, "sgid")
@@ -368,9 +369,18 @@ func TestRule_N3_ExclusiveSetGroupIDDirectory(t *testing.T) {
 			t.Fatal(err)
 		}
 		createIn(t, fsys, "plain", 2) // the FS computes attributes from here on
+		if err := fsys.Mkdir("sgid-client", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := fsys.Chown("sgid-client", -1, 1234); err != nil {
+			t.Fatal(err)
+		}
+		if err := fsys.Chmod("sgid-client", 0o2775); err != nil {
+			t.Fatal(err)
+		}
 		gids := map[string]uint32{}
-		for i := range 4 {
-			name := fmt.Sprintf("sgid/f%d", i)
+		for i := range 8 {
+			name := fmt.Sprintf("%s/f%d", []string{"sgid", "sgid-client"}[i%2], i)
 			f, err := fsys.Open(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
 			if err != nil {
 				t.Fatal(err)
@@ -393,8 +403,8 @@ func TestRule_N3_ExclusiveSetGroupIDDirectory(t *testing.T) {
 			if err := unix.Stat(filepath.Join(srv.Dir, name), &st); err != nil {
 				t.Fatal(err)
 			}
-			if st.Gid != gid {
-				t.Errorf("%s: group %d reported, %d on the server", name, gid, st.Gid)
+			if st.Gid != gid || st.Gid != 1234 {
+				t.Errorf("%s: group %d reported, %d on the server, want the directory's, 1234", name, gid, st.Gid)
 			}
 		}
 	})

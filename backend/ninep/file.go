@@ -53,6 +53,10 @@ type file struct {
 	// deferred changes: a change by name must not join that queue, where
 	// it would come after the close. Guarded by fsys.mu.
 	closing bool
+	// ownerRefused is set once the server refused a deferred owner
+	// change made through this file: set-ID bits asked for after it are
+	// not sent (deferred.go). Guarded by fsys.mu.
+	ownerRefused bool
 }
 
 var _ backend.File = (*file)(nil)
