@@ -29,10 +29,11 @@ import (
 // Barriers: File.Sync returns the first failure of the file's deferred
 // changes, and FS.Settle waits for all of them and returns the first
 // failure since the last Settle; the data path calls it at syncfs and
-// unmount. A change is never dropped because the server is away: it waits
-// for the server to come back, and a barrier fails with EIO after
-// Config.Timeout without progress. A change the server refuses (an errno
-// reply) is dropped and its error kept for the next barrier.
+// unmount, and FS.SyncDir (fsync of a directory) calls it too. A change
+// is never dropped because the server is away: it waits for the server
+// to come back, and a barrier fails with EIO after Config.Timeout without
+// progress. A change the server refuses (an errno reply) is dropped and
+// its error kept for the next barrier.
 
 // maxDeferredFiles bounds the files with changes queued; making a change
 // waits while it is reached. Each holds an open fid on the server.

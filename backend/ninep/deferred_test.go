@@ -481,3 +481,53 @@ func TestRule_N3_ExclusiveChangeByNameAfterClose(t *testing.T) {
 		}
 	})
 }
+
+// TestRule_N3_ExclusiveDirectoryFsyncIsABarrier: fsync of a directory
+// (SyncDir) waits for the deferred changes, so what was made beneath it
+// is on the server when it returns, and reports a change the server
+// refused, once.
+func TestRule_N3_ExclusiveDirectoryFsyncIsABarrier(t *testing.T) {
+	forEachExclusive(t, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		if err := fsys.Mkdir("d", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		createIn(t, fsys, "d", 1) // later creates in d are background ones
+		f, err := fsys.Open("d/new", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, _ := f.Stat(); !localIno(a.Ino) {
+			t.Fatal("the create was not deferred")
+		}
+		if err := f.Chmod(0o600); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if err := fsys.SyncDir("d"); err != nil {
+			t.Fatalf("fsync of d: %v", err)
+		}
+		st, err := os.Stat(filepath.Join(srv.Dir, "d", "new"))
+		if err != nil {
+			t.Fatalf("d/new on the server after fsync of d: %v", err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("d/new: mode %o on the server after fsync of d, want 600", st.Mode().Perm())
+		}
+
+		// Against the exclusive contract: someone else removes d.
+		if err := os.RemoveAll(filepath.Join(srv.Dir, "d")); err != nil {
+			t.Fatal(err)
+		}
+		lost, err := fsys.Open("d/lost", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+		if err != nil {
+			t.Fatalf("create in the removed directory: %v, want it deferred", err)
+		}
+		lost.Close()
+		if err := fsys.SyncDir(""); err == nil || !strings.Contains(err.Error(), "lost") {
+			t.Errorf("fsync of the root: %v, want the failed create of d/lost", err)
+		}
+		if err := fsys.SyncDir(""); err != nil {
+			t.Errorf("second fsync of the root: %v, want nil (a failure is reported once)", err)
+		}
+	})
+}
