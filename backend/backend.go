@@ -112,6 +112,14 @@ type Dir interface {
 	Close() error
 }
 
+// DirSyncer is an FS without open directories (not a DirOpener) that can
+// still make a directory's entries durable, by the directory's name: the
+// fsync(2) of a directory that databases make after a create or rename in
+// it.
+type DirSyncer interface {
+	SyncDir(name string) error
+}
+
 // DirPrefetcher is an FS that can read directories ahead of a tree walk:
 // their entries and the entries' attributes, so that listing and looking
 // them up later does not wait for the remote. PrefetchDirs is a hint: it

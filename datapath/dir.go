@@ -163,12 +163,16 @@ func (h *dirHandle) stat() (backend.Attr, error) {
 }
 
 // Fsyncdir makes the directory's entries durable on the remote (S4 for
-// directories: a database's fsync of its directory after a rename).
+// directories: a database's fsync of its directory after a rename), through
+// the open directory or, on a remote without one, by name.
 func (h *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
-	if h.dir == nil {
-		return syscall.ENOTSUP
+	if h.dir != nil {
+		return h.node.errno(h.dir.Sync())
 	}
-	return h.node.errno(h.dir.Sync())
+	if ds, ok := h.node.vol.fs.(backend.DirSyncer); ok {
+		return h.node.errno(ds.SyncDir(h.node.name()))
+	}
+	return syscall.ENOTSUP
 }
 
 func (h *dirHandle) Releasedir(ctx context.Context, flags uint32) {

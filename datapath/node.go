@@ -91,7 +91,7 @@ func (n *node) made(ctx context.Context, a backend.Attr, err error, out *fuse.En
 var _ fs.NodeMkdirer = (*node)(nil)
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, _, err := n.vol.createOwned(ctx, n, n.childName(name), func(at string) (backend.File, error) {
+	a, _, err := n.vol.createOwned(ctx, n, n.childName(name), mode, func(at string, mode uint32) (backend.File, error) {
 		return nil, n.vol.fs.Mkdir(at, mode)
 	})
 	n.entryChanged(name, true, false, err)
@@ -108,7 +108,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 var _ fs.NodeMknoder = (*node)(nil)
 
 func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, _, err := n.vol.createOwned(ctx, n, n.childName(name), func(at string) (backend.File, error) {
+	a, _, err := n.vol.createOwned(ctx, n, n.childName(name), mode, func(at string, mode uint32) (backend.File, error) {
 		return nil, n.vol.fs.Mknod(at, mode, uint64(rdev))
 	})
 	n.entryChanged(name, true, false, err)
@@ -118,7 +118,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *f
 var _ fs.NodeSymlinker = (*node)(nil)
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, _, err := n.vol.createOwned(ctx, n, n.childName(name), func(at string) (backend.File, error) {
+	a, _, err := n.vol.createOwned(ctx, n, n.childName(name), 0, func(at string, _ uint32) (backend.File, error) {
 		return nil, n.vol.fs.Symlink(target, at)
 	})
 	n.entryChanged(name, true, false, err)

@@ -57,7 +57,7 @@ var _ fs.NodeCreater = (*node)(nil)
 // look the name up again and open the file it finds, with the usual checks.
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	p := n.childName(name)
-	a, f, err := n.vol.createOwned(ctx, n, p, func(at string) (backend.File, error) {
+	a, f, err := n.vol.createOwned(ctx, n, p, mode, func(at string, mode uint32) (backend.File, error) {
 		return n.vol.fs.Open(at, n.vol.remoteOpenFlags(flags)|unix.O_CREAT|unix.O_EXCL, mode)
 	})
 	n.entryChanged(name, true, false, err)

@@ -62,24 +62,31 @@ func (v *Volume) ownerFor(ctx context.Context, parent *node) (owner, bool, error
 }
 
 // createOwned makes the entry name in parent with mk (which creates at the
-// name it is given and may return an open file of it) and gives it to the
-// caller. It returns the new entry's attributes and mk's file, if any.
-// An existing name is EEXIST.
-func (v *Volume) createOwned(ctx context.Context, parent *node, name string,
-	mk func(at string) (backend.File, error)) (backend.Attr, backend.File, error) {
+// name it is given, with the mode it is given, and may return an open file
+// of it) and gives it to the caller. mode is what the caller asked for. It
+// returns the new entry's attributes and mk's file, if any. An existing
+// name is EEXIST.
+//
+// A file the caller asked set-user-ID or set-group-ID is made without
+// those bits and given them after the chown, which would clear them: the
+// daemon never makes a set-ID file of its own, not even for a moment, and
+// if giving the file away fails it never gets them.
+func (v *Volume) createOwned(ctx context.Context, parent *node, name string, mode uint32,
+	mk func(at string, mode uint32) (backend.File, error)) (backend.Attr, backend.File, error) {
 	o, chown, err := v.ownerFor(ctx, parent)
 	if err != nil {
 		return backend.Attr{}, nil, err
 	}
 	if !chown {
-		f, err := mk(name)
+		f, err := mk(name, mode)
 		if err != nil {
 			return backend.Attr{}, nil, err
 		}
 		return statNew(v.fs, f, name)
 	}
+	setID := mode & (unix.S_ISUID | unix.S_ISGID)
 	tmp := tempName(parent)
-	f, err := mk(tmp)
+	f, err := mk(tmp, mode&^setID)
 	if err != nil {
 		return backend.Attr{}, nil, err
 	}
@@ -99,6 +106,16 @@ func (v *Volume) createOwned(ctx context.Context, parent *node, name string,
 	}
 	if err != nil {
 		return undo(err)
+	}
+	if setID != 0 {
+		if f != nil {
+			err = f.Chmod(mode & 07777)
+		} else {
+			err = v.fs.Chmod(tmp, mode&07777)
+		}
+		if err != nil {
+			return undo(err)
+		}
 	}
 	if err := v.fs.Rename(tmp, name, unix.RENAME_NOREPLACE); err != nil {
 		return undo(err)

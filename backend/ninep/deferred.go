@@ -29,10 +29,11 @@ import (
 // Barriers: File.Sync returns the first failure of the file's deferred
 // changes, and FS.Settle waits for all of them and returns the first
 // failure since the last Settle; the data path calls it at syncfs and
-// unmount. A change is never dropped because the server is away: it waits
-// for the server to come back, and a barrier fails with EIO after
-// Config.Timeout without progress. A change the server refuses (an errno
-// reply) is dropped and its error kept for the next barrier.
+// unmount, and FS.SyncDir (fsync of a directory) calls it too. A change
+// is never dropped because the server is away: it waits for the server
+// to come back, and a barrier fails with EIO after Config.Timeout without
+// progress. A change the server refuses (an errno reply) is dropped and
+// its error kept for the next barrier.
 
 // maxDeferredFiles bounds the files with changes queued; making a change
 // waits while it is reached. Each holds an open fid on the server.
@@ -183,6 +184,8 @@ func (fsys *FS) drain(ino uint64) {
 			c.f.closeNow()
 		case c.create != nil:
 			err = fsys.sendCreate(c)
+		case c.setsIDAfterRefusedOwner():
+			err = errSetIDAfterRefusedOwner
 		case c.byName:
 			err = fsys.sendByName(c)
 		default:
@@ -191,6 +194,9 @@ func (fsys *FS) drain(ino uint64) {
 
 		fsys.mu.Lock()
 		fsys.deferred.queues[ino] = fsys.deferred.queues[ino][1:]
+		if err != nil && (c.mask.UID || c.mask.GID) {
+			c.f.ownerRefused = true
+		}
 		if err != nil {
 			err = fmt.Errorf("deferred %s of %s: %w", c.what, c.f.name, err)
 			klog.ErrorS(err, "9P server refused a deferred change", "server", fsys.cfg.Server)
@@ -204,6 +210,24 @@ func (fsys *FS) drain(ino uint64) {
 		fsys.progressLocked()
 		fsys.mu.Unlock()
 	}
+}
+
+// errSetIDAfterRefusedOwner is the failure of a deferred chmod that would
+// have made a file set-user-ID or set-group-ID after the server refused to
+// give the file its new owner.
+var errSetIDAfterRefusedOwner = fmt.Errorf("set-ID bits not applied: the owner change before them was refused: %w", syscall.EPERM)
+
+// setsIDAfterRefusedOwner reports whether c would set set-ID bits on a
+// file whose deferred owner change the server refused. The data path gives
+// a new file its owner and then its set-ID bits (a chown clears them): if
+// the chown failed, the file still belongs to the daemon (root), and the
+// bits would make the caller's program run as root. Without the deferral
+// the chmod would never be sent, since the chown's failure returns first.
+func (c *change) setsIDAfterRefusedOwner() bool {
+	c.f.fsys.mu.Lock()
+	refused := c.f.ownerRefused
+	c.f.fsys.mu.Unlock()
+	return refused && c.mask.Permissions && c.attr.Permissions&(p9.SetUserID|p9.SetGroupID) != 0
 }
 
 // send sends one setattr, again and again while the server cannot be

@@ -349,9 +349,10 @@ func TestGoferMakesTheModeAsked(t *testing.T) {
 // TestRule_N3_ExclusiveSetGroupIDDirectory: in a set-group-ID
 // directory, where a server may give new files the directory's group, an
 // exclusive FS does not compute a new file's attributes: it reports what
-// the server made. (The directory is made on the server: the Go 9P
-// library sends modes masked to 01777, so a client cannot set the bit;
-// see docs/9p.md.)
+// the server made. One directory is made so on the server, as another
+// client would; the other by the FS itself, which made it plain and then
+// changed its group and mode (the set-group-ID bit travels since the
+// vendored 9P library no longer masks it; see docs/9p.md).
 func TestRule_N3_ExclusiveSetGroupIDDirectory(t *testing.T) {
 	forEachServerWith(t, func(cfg *ninep.Config) { cfg.Exclusive = true }, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
 		d := filepath.Join(srv.Dir, "sgid")
@@ -368,9 +369,18 @@ func TestRule_N3_ExclusiveSetGroupIDDirectory(t *testing.T) {
 			t.Fatal(err)
 		}
 		createIn(t, fsys, "plain", 2) // the FS computes attributes from here on
+		if err := fsys.Mkdir("sgid-client", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := fsys.Chown("sgid-client", -1, 1234); err != nil {
+			t.Fatal(err)
+		}
+		if err := fsys.Chmod("sgid-client", 0o2775); err != nil {
+			t.Fatal(err)
+		}
 		gids := map[string]uint32{}
-		for i := range 4 {
-			name := fmt.Sprintf("sgid/f%d", i)
+		for i := range 8 {
+			name := fmt.Sprintf("%s/f%d", []string{"sgid", "sgid-client"}[i%2], i)
 			f, err := fsys.Open(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
 			if err != nil {
 				t.Fatal(err)
@@ -393,8 +403,8 @@ func TestRule_N3_ExclusiveSetGroupIDDirectory(t *testing.T) {
 			if err := unix.Stat(filepath.Join(srv.Dir, name), &st); err != nil {
 				t.Fatal(err)
 			}
-			if st.Gid != gid {
-				t.Errorf("%s: group %d reported, %d on the server", name, gid, st.Gid)
+			if st.Gid != gid || st.Gid != 1234 {
+				t.Errorf("%s: group %d reported, %d on the server, want the directory's, 1234", name, gid, st.Gid)
 			}
 		}
 	})
@@ -434,6 +444,90 @@ func TestRule_N3_ExclusiveChangeByNameReachesTheFileTheNameLeadsTo(t *testing.T)
 		}
 		if st.Mode().Perm() != 0o600 {
 			t.Errorf("b on the server: mode %o, want 600", st.Mode().Perm())
+		}
+	})
+}
+
+// TestRule_N3_ExclusiveChangeByNameAfterClose: a change by name of a file
+// just created and closed, whose create and close are still queued,
+// reaches the server. (It used to join the file's queue behind the close
+// and be dropped there as a change of a removed file.)
+func TestRule_N3_ExclusiveChangeByNameAfterClose(t *testing.T) {
+	forEachExclusive(t, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		if err := fsys.Mkdir("d", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		createIn(t, fsys, "d", 1) // later creates in d are background ones
+		for i, perm := range []uint32{0o600, 0o4755, 0o640} {
+			name := fmt.Sprintf("d/f%d", i)
+			f, err := fsys.Open(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			if err := fsys.Chmod(name, perm); err != nil {
+				t.Fatal(err)
+			}
+			if err := fsys.Settle(); err != nil {
+				t.Fatal(err)
+			}
+			st, err := os.Stat(filepath.Join(srv.Dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := uint32(st.Sys().(*syscall.Stat_t).Mode & 07777); got != perm {
+				t.Errorf("%s: mode %#o on the server, want %#o", name, got, perm)
+			}
+		}
+	})
+}
+
+// TestRule_N3_ExclusiveDirectoryFsyncIsABarrier: fsync of a directory
+// (SyncDir) waits for the deferred changes, so what was made beneath it
+// is on the server when it returns, and reports a change the server
+// refused, once.
+func TestRule_N3_ExclusiveDirectoryFsyncIsABarrier(t *testing.T) {
+	forEachExclusive(t, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		if err := fsys.Mkdir("d", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		createIn(t, fsys, "d", 1) // later creates in d are background ones
+		f, err := fsys.Open("d/new", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, _ := f.Stat(); !localIno(a.Ino) {
+			t.Fatal("the create was not deferred")
+		}
+		if err := f.Chmod(0o600); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if err := fsys.SyncDir("d"); err != nil {
+			t.Fatalf("fsync of d: %v", err)
+		}
+		st, err := os.Stat(filepath.Join(srv.Dir, "d", "new"))
+		if err != nil {
+			t.Fatalf("d/new on the server after fsync of d: %v", err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("d/new: mode %o on the server after fsync of d, want 600", st.Mode().Perm())
+		}
+
+		// Against the exclusive contract: someone else removes d.
+		if err := os.RemoveAll(filepath.Join(srv.Dir, "d")); err != nil {
+			t.Fatal(err)
+		}
+		lost, err := fsys.Open("d/lost", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+		if err != nil {
+			t.Fatalf("create in the removed directory: %v, want it deferred", err)
+		}
+		lost.Close()
+		if err := fsys.SyncDir(""); err == nil || !strings.Contains(err.Error(), "lost") {
+			t.Errorf("fsync of the root: %v, want the failed create of d/lost", err)
+		}
+		if err := fsys.SyncDir(""); err != nil {
+			t.Errorf("second fsync of the root: %v, want nil (a failure is reported once)", err)
 		}
 	})
 }

@@ -49,6 +49,14 @@ type file struct {
 	// deferredErr is the first failure of a deferred change not yet
 	// returned by Sync. Guarded by fsys.mu.
 	deferredErr error
+	// closing is set once Close queued the file's close behind its
+	// deferred changes: a change by name must not join that queue, where
+	// it would come after the close. Guarded by fsys.mu.
+	closing bool
+	// ownerRefused is set once the server refused a deferred owner
+	// change made through this file: set-ID bits asked for after it are
+	// not sent (deferred.go). Guarded by fsys.mu.
+	ownerRefused bool
 }
 
 var _ backend.File = (*file)(nil)
@@ -259,6 +267,7 @@ func (f *file) Close() error {
 	fsys := f.fsys
 	fsys.mu.Lock()
 	if _, busy := fsys.deferred.queues[f.ino]; busy {
+		f.closing = true
 		fsys.queueLocked(change{f: f, what: "close", close: true})
 		fsys.mu.Unlock()
 		return nil
@@ -479,7 +488,7 @@ func (fsys *FS) openUnder(name string) *file {
 	fsys.mu.Lock()
 	defer fsys.mu.Unlock()
 	for f := range fsys.byName[name] {
-		if f.ino != 0 {
+		if f.ino != 0 && !f.closing {
 			return f
 		}
 	}

@@ -284,3 +284,33 @@ func renameOpenFile(flags uint32) func(t *testing.T, srv *ninetest.Server, fsys 
 		}
 	}
 }
+
+// TestSyncDir: fsync of a directory is a Tfsync on a fid of it, which
+// both servers accept; a directory removed meanwhile has nothing left to
+// sync, as on Linux.
+func TestSyncDir(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		if err := fsys.Mkdir("d", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		f, err := fsys.Open("d/f", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if err := fsys.Rename("d/f", "d/g", 0); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"", "d"} {
+			if err := fsys.SyncDir(name); err != nil {
+				t.Errorf("SyncDir(%q): %v", name, err)
+			}
+		}
+		if err := os.RemoveAll(filepath.Join(srv.Dir, "d")); err != nil {
+			t.Fatal(err)
+		}
+		if err := fsys.SyncDir("d"); err != nil {
+			t.Errorf("SyncDir of a removed directory: %v, want nil", err)
+		}
+	})
+}

@@ -220,20 +220,12 @@ func (f *serverFile) GetAttr(req p9.AttrMask) (_ p9.QID, _ p9.AttrMask, _ p9.Att
 	return qidOf(&a), mask, attr, nil
 }
 
+// SetAttr applies the owner before the mode: a chown, root's too, clears
+// the set-user-ID bit (and a group-executable file's set-group-ID bit),
+// so a mode sent along with an owner keeps the bits it asks for.
 func (f *serverFile) SetAttr(valid p9.SetAttrMask, attr p9.SetAttr) (err error) {
 	defer toLinux(&err)
 	name := f.path()
-	if valid.Permissions {
-		var err error
-		if f.open != nil {
-			err = f.open.Chmod(uint32(attr.Permissions.Permissions()))
-		} else {
-			err = f.root.Chmod(name, uint32(attr.Permissions.Permissions()))
-		}
-		if err != nil {
-			return err
-		}
-	}
 	if valid.UID || valid.GID {
 		uid, gid := -1, -1
 		if valid.UID {
@@ -247,6 +239,17 @@ func (f *serverFile) SetAttr(valid p9.SetAttrMask, attr p9.SetAttr) (err error) 
 			err = f.open.Chown(uid, gid)
 		} else {
 			err = f.root.Chown(name, uid, gid)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if valid.Permissions {
+		var err error
+		if f.open != nil {
+			err = f.open.Chmod(uint32(attr.Permissions.Permissions()))
+		} else {
+			err = f.root.Chmod(name, uint32(attr.Permissions.Permissions()))
 		}
 		if err != nil {
 			return err

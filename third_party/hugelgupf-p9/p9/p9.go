@@ -147,9 +147,18 @@ const (
 	// Sticky is a mode bit indicating sticky directories.
 	Sticky FileMode = 01000
 
+	// SetGroupID is the set-group-ID mode bit.
+	SetGroupID FileMode = 02000
+
+	// SetUserID is the set-user-ID mode bit.
+	SetUserID FileMode = 04000
+
 	// permissionsMask is the mask to apply to FileModes for permissions. It
-	// includes rwx bits for user, group and others, and sticky bit.
-	permissionsMask FileMode = 01777
+	// includes rwx bits for user, group and others, and the sticky,
+	// set-group-ID and set-user-ID bits. (csi-goferfs: upstream masks
+	// with 01777, as gVisor's gofer wants, which drops set-ID bits a
+	// 9P2000.L client sends and makes chmod u+s a silent no-op.)
+	permissionsMask FileMode = 07777
 )
 
 // QIDType is the most significant byte of the FileMode word, to be used as the
@@ -236,6 +245,15 @@ func (m FileMode) IsSymlink() bool {
 // ModeFromOS returns a FileMode from an os.FileMode.
 func ModeFromOS(mode os.FileMode) FileMode {
 	m := FileMode(mode.Perm())
+	if mode&os.ModeSetuid != 0 {
+		m |= SetUserID
+	}
+	if mode&os.ModeSetgid != 0 {
+		m |= SetGroupID
+	}
+	if mode&os.ModeSticky != 0 {
+		m |= Sticky
+	}
 	switch {
 	case mode.IsDir():
 		m |= ModeDirectory
@@ -257,8 +275,18 @@ func ModeFromOS(mode os.FileMode) FileMode {
 
 // OSMode converts a p9.FileMode to an os.FileMode.
 func (m FileMode) OSMode() os.FileMode {
-	var osMode os.FileMode
-	osMode |= os.FileMode(m.Permissions())
+	// os.FileMode keeps the set-ID and sticky bits apart from the
+	// rwx bits.
+	osMode := os.FileMode(m & AllPermissions)
+	if m&SetUserID != 0 {
+		osMode |= os.ModeSetuid
+	}
+	if m&SetGroupID != 0 {
+		osMode |= os.ModeSetgid
+	}
+	if m&Sticky != 0 {
+		osMode |= os.ModeSticky
+	}
 	switch {
 	case m.IsDir():
 		osMode |= os.ModeDir
