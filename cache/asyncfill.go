@@ -23,18 +23,27 @@ type asyncFill struct {
 }
 
 // readAheadRLocked starts a background fill of the first gap in the two
-// windows after end, when window shows a sequential stream.
+// windows after end, when window shows a sequential stream and there is
+// such a gap.
 //
 // Preconditions: f.mu is locked for reading.
 func (f *File) readAheadRLocked(end, window uint64) {
 	if !f.async || window <= f.minRA {
 		return
 	}
-	limit := min(end+2*window, pageUp(f.size))
-	for gap := range f.pages.Gaps(Range{pageUp(end), limit}) {
-		f.startAsyncFill(gap.Start, window)
-		return
+	if _, ok := f.gapAheadRLocked(end, window); ok {
+		f.startAsyncFill(end, window)
 	}
+}
+
+// gapAheadRLocked returns the first gap in the two windows after end.
+//
+// Preconditions: f.mu is locked for reading.
+func (f *File) gapAheadRLocked(end, window uint64) (Range, bool) {
+	for gap := range f.pages.Gaps(Range{pageUp(end), min(end+2*window, pageUp(f.size))}) {
+		return gap, true
+	}
+	return Range{}, false
 }
 
 // readAhead is readAheadRLocked for a caller that holds no File lock.
@@ -47,9 +56,11 @@ func (f *File) readAhead(end, window uint64) {
 	f.mu.RUnlock()
 }
 
-// startAsyncFill starts filling window bytes from the page-aligned at in
-// the background, unless a background fill is already running.
-func (f *File) startAsyncFill(at, window uint64) {
+// startAsyncFill starts filling window bytes of the first gap after end
+// in the background, unless a background fill is already running. The gap
+// is found again when the fill runs: a read may have filled this one
+// meanwhile, and the fill then takes the next.
+func (f *File) startAsyncFill(end, window uint64) {
 	a := &f.ahead
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -59,26 +70,33 @@ func (f *File) startAsyncFill(at, window uint64) {
 	done := make(chan struct{})
 	a.done = done
 	go func() {
-		f.fillAhead(at, window)
+		defer close(done)
+		f.ioMu.Lock()
+		defer f.ioMu.Unlock()
+		f.fillAheadLocked(end, window)
+		// Ready for the next fill before ioMu goes: the read waiting for
+		// this one takes ioMu next and asks for the window after.
 		a.mu.Lock()
 		a.done = nil
 		a.mu.Unlock()
-		close(done)
 	}()
 }
 
-// fillAhead fills the gap at at, up to window bytes, if it is still a gap
-// and the budget takes it without writing anything back. A failed read is
-// dropped: the read that needs the range reads it again and gets the
-// error itself.
-func (f *File) fillAhead(at, window uint64) {
-	f.ioMu.Lock()
-	defer f.ioMu.Unlock()
+// fillAheadLocked fills up to window bytes of the first gap in the two
+// windows after end, if the budget takes them without writing anything
+// back. A failed read is dropped: the read that needs the range reads it
+// again and gets the error itself.
+//
+// Preconditions: f.ioMu is locked; f.mu is not.
+func (f *File) fillAheadLocked(end, window uint64) {
 	f.mu.RLock()
-	gap, ok := f.pages.FindGap(at)
-	fill := Range{at, min(gap.End, at+window, pageUp(f.size))}
+	gap, ok := f.gapAheadRLocked(end, window)
 	f.mu.RUnlock()
-	if !ok || fill.Empty() || !f.budget.reserve(int64(fill.Len())) {
+	if !ok {
+		return
+	}
+	fill := Range{gap.Start, min(gap.End, gap.Start+window)}
+	if !f.budget.reserve(int64(fill.Len())) {
 		return
 	}
 	buf, got, err := f.fillLocked(fill)
@@ -89,8 +107,8 @@ func (f *File) fillAhead(at, window uint64) {
 	}
 }
 
-// waitAhead waits for the running background fill, if any; stop also
-// keeps new ones from starting.
+// waitAhead waits for the running background fill, if any, to be done
+// with the remote; stop also keeps new ones from starting.
 func (f *File) waitAhead(stop bool) {
 	a := &f.ahead
 	a.mu.Lock()
