@@ -7,24 +7,28 @@ import "sync"
 // of one window there, so the remote read and the copy into pages of the
 // next part of the stream overlap with the kernel's copy of this part
 // (R6: the fill is readahead, made before the read that needs it). One
-// runs at a time per File; a read of a range it is filling waits for it
-// on the File's ioMu and then finds the pages cached.
+// goroutine per File fills, one window at a time, until the two windows
+// after the latest read of the stream are cached; a read of a range it is
+// filling waits for it on the File's ioMu and then finds the pages cached.
 //
 // Without it a sequential read of a cold file is a chain: the kernel asks
 // for 1 MiB, the daemon reads the remote, copies, replies, and only then
 // does the next request find work. With it the daemon uses a second core.
 type asyncFill struct {
 	mu sync.Mutex
-	// done is closed when the running fill ends; nil when none runs.
+	// done is closed when the running filler ends; nil when none runs.
 	// Guarded by mu.
 	done chan struct{}
-	// off stops new fills for good; Close sets it. Guarded by mu.
+	// end and window are the latest read's end and window, which the
+	// filler works from. Guarded by mu.
+	end, window uint64
+	// off stops the filler and keeps new ones from starting; Close sets
+	// it. Guarded by mu.
 	off bool
 }
 
-// readAheadRLocked starts a background fill of the first gap in the two
-// windows after end, when window shows a sequential stream and there is
-// such a gap.
+// readAheadRLocked has the two windows after end filled in the background
+// when window shows a sequential stream and they hold a gap.
 //
 // Preconditions: f.mu is locked for reading.
 func (f *File) readAheadRLocked(end, window uint64) {
@@ -34,16 +38,6 @@ func (f *File) readAheadRLocked(end, window uint64) {
 	if _, ok := f.gapAheadRLocked(end, window); ok {
 		f.startAsyncFill(end, window)
 	}
-}
-
-// gapAheadRLocked returns the first gap in the two windows after end.
-//
-// Preconditions: f.mu is locked for reading.
-func (f *File) gapAheadRLocked(end, window uint64) (Range, bool) {
-	for gap := range f.pages.Gaps(Range{pageUp(end), min(end+2*window, pageUp(f.size))}) {
-		return gap, true
-	}
-	return Range{}, false
 }
 
 // readAhead is readAheadRLocked for a caller that holds no File lock.
@@ -56,59 +50,94 @@ func (f *File) readAhead(end, window uint64) {
 	f.mu.RUnlock()
 }
 
-// startAsyncFill starts filling window bytes of the first gap after end
-// in the background, unless a background fill is already running. The gap
-// is found again when the fill runs: a read may have filled this one
-// meanwhile, and the fill then takes the next.
+// gapAheadRLocked returns the first gap in the two windows after end.
+//
+// Preconditions: f.mu is locked for reading.
+func (f *File) gapAheadRLocked(end, window uint64) (Range, bool) {
+	for gap := range f.pages.Gaps(Range{pageUp(end), min(end+2*window, pageUp(f.size))}) {
+		return gap, true
+	}
+	return Range{}, false
+}
+
+// startAsyncFill points the filler at the latest read, starting it if it
+// is not running.
 func (f *File) startAsyncFill(end, window uint64) {
 	a := &f.ahead
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.done != nil || a.off {
+	if a.off {
+		return
+	}
+	a.end, a.window = end, window
+	if a.done != nil {
 		return
 	}
 	done := make(chan struct{})
 	a.done = done
-	go func() {
-		defer close(done)
-		f.ioMu.Lock()
-		defer f.ioMu.Unlock()
-		f.fillAheadLocked(end, window)
-		// Ready for the next fill before ioMu goes: the read waiting for
-		// this one takes ioMu next and asks for the window after.
+	go f.fillAhead(done)
+}
+
+// fillAhead is the filler: it fills one window at a time after the latest
+// read, and ends when the two windows after it hold no gap, the budget
+// takes no more, a remote read fails or Close stops it. A failed read is
+// dropped: the read that needs the range reads it again and gets the
+// error itself.
+func (f *File) fillAhead(done chan struct{}) {
+	defer close(done)
+	a := &f.ahead
+	for {
 		a.mu.Lock()
-		a.done = nil
+		end, window, off := a.end, a.window, a.off
 		a.mu.Unlock()
-	}()
+		f.ioMu.Lock()
+		more := !off && f.fillAheadLocked(end, window)
+		// Stop unless there is more to fill or a read moved the stream on
+		// meanwhile, and do it before ioMu goes: the read waiting for
+		// this fill takes ioMu next and must find no filler running, or
+		// one that will see its request.
+		a.mu.Lock()
+		stop := !more && (a.off || a.end == end && a.window == window)
+		if stop {
+			a.done = nil
+		}
+		a.mu.Unlock()
+		f.ioMu.Unlock()
+		if stop {
+			return
+		}
+	}
 }
 
 // fillAheadLocked fills up to window bytes of the first gap in the two
 // windows after end, if the budget takes them without writing anything
-// back. A failed read is dropped: the read that needs the range reads it
-// again and gets the error itself.
+// back, and tells whether it filled them all.
 //
 // Preconditions: f.ioMu is locked; f.mu is not.
-func (f *File) fillAheadLocked(end, window uint64) {
+func (f *File) fillAheadLocked(end, window uint64) bool {
 	f.mu.RLock()
 	gap, ok := f.gapAheadRLocked(end, window)
 	f.mu.RUnlock()
 	if !ok {
-		return
+		return false
 	}
 	fill := Range{gap.Start, min(gap.End, gap.Start+window)}
 	if !f.budget.reserve(int64(fill.Len())) {
-		return
+		return false
 	}
 	buf, got, err := f.fillLocked(fill)
 	f.counters.countFill(fill, Range{}, got)
 	putBuf(buf)
-	if err == nil && got == fill.Len() {
-		f.prefetch(fill.End, window)
+	if err != nil || got < fill.Len() {
+		return false
 	}
+	f.prefetch(fill.End, window)
+	return true
 }
 
-// waitAhead waits for the running background fill, if any, to be done
-// with the remote; stop also keeps new ones from starting.
+// waitAhead waits for the running filler, if any, to be done with the
+// remote; stop also ends it after its current fill and keeps new ones
+// from starting.
 func (f *File) waitAhead(stop bool) {
 	a := &f.ahead
 	a.mu.Lock()
