@@ -125,9 +125,8 @@ func (f *File) fillAheadLocked(end, window uint64) bool {
 	if !f.budget.reserve(int64(fill.Len())) {
 		return false
 	}
-	buf, got, err := f.fillLocked(fill)
+	got, _, err := f.fillLocked(fill, nil, fill.Start)
 	f.counters.countFill(fill, Range{}, got)
-	putBuf(buf)
 	if err != nil || got < fill.Len() {
 		return false
 	}

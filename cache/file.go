@@ -262,16 +262,11 @@ func (f *File) fillCopyLocked(dst []byte, x uint64, req, opt Range, window uint6
 		n, err := f.readRemoteLocked(dst, x)
 		return uint64(n), err
 	}
-	buf, got, err := f.fillLocked(fill)
+	got, n, err := f.fillLocked(fill, dst, x)
 	f.counters.countFill(fill, req, got)
 	if err == nil && got == fill.Len() && window > f.minRA {
 		f.prefetch(fill.End, window)
 	}
-	var n uint64
-	if fill.Start+got > x {
-		n = uint64(copy(dst, buf[x-fill.Start:got]))
-	}
-	putBuf(buf)
 	return n, err
 }
 
@@ -300,38 +295,90 @@ func (f *File) reserveFill(req, opt Range, window uint64) (Range, bool) {
 	return Range{}, false
 }
 
-// fillLocked reads the already charged range fill from the remote, caches
-// the whole pages read and returns the staging buffer (for putBuf) with
-// the count of valid bytes in it.
+// fillLocked reads the already charged range fill from the remote into
+// new pages, caches the whole pages read and copies into dst the bytes
+// read from x on (x lies in fill; dst may be empty). It returns how many
+// bytes it read and how many it copied.
 //
 // Preconditions: f.ioMu is locked; f.mu is not; fill is a page-aligned gap.
-func (f *File) fillLocked(fill Range) ([]byte, uint64, error) {
-	buf := getBuf(fill.Len())
-	n, err := f.readRemoteLocked(buf, fill.Start)
-	got := uint64(n)
+func (f *File) fillLocked(fill Range, dst []byte, x uint64) (got, copied uint64, err error) {
+	pgs := make([]*page, fill.Len()/PageSize)
+	bufs := make([][]byte, len(pgs))
+	for i := range pgs {
+		pgs[i] = newPage(f, fill.Start+uint64(i)*PageSize)
+		bufs[i] = pgs[i].data[:]
+	}
+	n, err := f.readRemoteVLocked(bufs, fill.Start)
+	got = uint64(n)
 	whole := got
 	if got < fill.Len() {
 		whole = pageDown(got)
 	}
-	f.mu.Lock()
 	// Cached bytes past the size are zero, so that extending the size
-	// never reveals stale data.
+	// never reveals stale data. The pages are not in the cache yet, and
+	// the size changes only under ioMu, so f.mu is not needed.
 	if sz := f.size; fill.Start+whole > sz {
-		clear(buf[max(sz, fill.Start)-fill.Start : whole])
+		zeroPages(bufs, max(sz, fill.Start)-fill.Start, whole)
 	}
-	segs := make([]Segment[*page], 0, whole/PageSize)
-	for o := fill.Start; o < fill.Start+whole; o += PageSize {
-		pg := newPage(f, o)
-		copy(pg.data[:], buf[o-fill.Start:])
-		segs = append(segs, Segment[*page]{pg.rng(), pg})
+	if x < fill.Start+got {
+		copied = copyFromPages(dst, bufs, x-fill.Start, got)
 	}
+	keep := pgs[:whole/PageSize]
+	segs := make([]Segment[*page], len(keep))
+	for i, pg := range keep {
+		segs[i] = Segment[*page]{pg.rng(), pg}
+	}
+	f.mu.Lock()
 	f.pages.InsertGap(segs)
 	f.linkRangeLocked(Range{fill.Start, fill.Start + whole})
 	f.mu.Unlock()
+	for _, pg := range pgs[len(keep):] {
+		pg.free()
+	}
 	if rest := fill.Len() - whole; rest > 0 {
 		f.budget.uncharge(int64(rest))
 	}
-	return buf, got, err
+	return got, copied, err
+}
+
+// readRemoteVLocked is readRemoteLocked into the page buffers bufs, read
+// as one buffer: straight into them from a VectorReader, else through a
+// staging buffer.
+//
+// Preconditions: f.ioMu is locked.
+func (f *File) readRemoteVLocked(bufs [][]byte, off uint64) (int, error) {
+	total := uint64(len(bufs)) * PageSize
+	v, ok := f.remote.(VectorReader)
+	if !ok {
+		buf := getBuf(total)
+		n, err := f.readRemoteLocked(buf, off)
+		for i, b := range bufs {
+			copy(b, buf[min(uint64(i)*PageSize, uint64(n)):n])
+		}
+		putBuf(buf)
+		return n, err
+	}
+	var want uint64
+	if off < f.remoteSize {
+		want = min(total, f.remoteSize-off)
+	}
+	if want > 0 {
+		full := int(want / PageSize)
+		in := bufs[:full]
+		if tail := want % PageSize; tail > 0 {
+			in = append(in[:full:full], bufs[full][:tail])
+		}
+		n, err := v.ReadvAt(in, int64(off))
+		n = min(max(n, 0), int(want))
+		if uint64(n) < want {
+			if err == nil || errors.Is(err, io.EOF) {
+				return n, nil
+			}
+			return n, fmt.Errorf("cache: read remote at %d: %w", off+uint64(n), err)
+		}
+	}
+	zeroPages(bufs, want, total)
+	return int(total), nil
 }
 
 // readRemoteLocked reads p at off from the remote. Bytes at or past the

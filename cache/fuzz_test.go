@@ -82,7 +82,12 @@ func runAgainstModel(t *testing.T, ops []byte) {
 		data := pattern(byte(i*100+1), int(d.u16()%(48<<10)))
 		r := newFakeRemote(data)
 		r.inject = inject
-		f, err := NewFile(r, budget, opts)
+		// Rates with bit 2 set read fills straight into pages.
+		var remote Remote = r
+		if rate&4 != 0 {
+			remote = vectorRemote{r}
+		}
+		f, err := NewFile(remote, budget, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
