@@ -32,10 +32,7 @@
 //   - R6: fills are widened toward the gap by a window that starts at 64
 //     KiB, doubles on sequential reads up to a maximum, never drops below
 //     the required range, and is shrunk to the required range when the
-//     budget cannot take it. With Options.AsyncReadahead, a sequential
-//     stream's next window is filled in the background (asyncfill.go),
-//     one fill at a time per File and only within the budget; Close
-//     waits for it.
+//     budget cannot take it.
 //   - R7: reads are bounded by the size; a partial remote read stops the
 //     read and returns what was read.
 //   - W3, W4: WriteDirect and DropRange write back, then drop the touched

@@ -25,9 +25,6 @@ type Options struct {
 	// cache: a remote that is away or refuses then costs nothing until
 	// writeback, which keeps the data until it succeeds (C1).
 	BufferGapWrites bool
-	// AsyncReadahead fills the next window of a sequential stream in the
-	// background (see asyncFill). Close stops it.
-	AsyncReadahead bool
 }
 
 const (
@@ -56,9 +53,6 @@ type File struct {
 	counters     *Counters // immutable; never nil
 	minRA, maxRA uint64    // immutable; multiples of PageSize
 	bufferGaps   bool      // immutable; Options.BufferGapWrites
-	async        bool      // immutable; Options.AsyncReadahead
-
-	ahead asyncFill
 
 	// ioMu serializes the operations that do remote I/O or change cached
 	// contents, so that a fill, a write to a gap and a writeback never
@@ -114,7 +108,6 @@ func NewFileOfSize(remote Remote, budget *Budget, size int64, opts Options) (*Fi
 		maxRA:    max(pageUp(maxRA), pageUp(minRA), PageSize),
 
 		bufferGaps: opts.BufferGapWrites,
-		async:      opts.AsyncReadahead,
 	}
 	f.size, f.remoteSize = uint64(size), uint64(size)
 	return f, nil
@@ -192,22 +185,16 @@ func (f *File) Read(p []byte, off int64, ra *Readahead) (int, error) {
 	if x < end {
 		n = f.copyCachedRLocked(p, x, end)
 	}
+	f.mu.RUnlock()
 	if x+n >= end {
-		f.readAheadRLocked(x+n, window)
-		f.mu.RUnlock()
 		f.counters.hits.Add(1)
 		return int(n), eofIf(n < uint64(len(p)))
 	}
-	f.mu.RUnlock()
 	f.counters.misses.Add(1)
 	f.budget.makeRoom(int64(window))
 	f.ioMu.Lock()
-	got, err := f.readLocked(p, x, x+n, window)
-	f.ioMu.Unlock()
-	if err == nil {
-		f.readAhead(x+uint64(got), window)
-	}
-	return got, err
+	defer f.ioMu.Unlock()
+	return f.readLocked(p, x, x+n, window)
 }
 
 // copyCachedRLocked copies into dst the cached bytes from x up to end or
@@ -262,11 +249,16 @@ func (f *File) fillCopyLocked(dst []byte, x uint64, req, opt Range, window uint6
 		n, err := f.readRemoteLocked(dst, x)
 		return uint64(n), err
 	}
-	got, n, err := f.fillLocked(fill, dst, x)
+	buf, got, err := f.fillLocked(fill)
 	f.counters.countFill(fill, req, got)
 	if err == nil && got == fill.Len() && window > f.minRA {
 		f.prefetch(fill.End, window)
 	}
+	var n uint64
+	if fill.Start+got > x {
+		n = uint64(copy(dst, buf[x-fill.Start:got]))
+	}
+	putBuf(buf)
 	return n, err
 }
 
@@ -295,90 +287,38 @@ func (f *File) reserveFill(req, opt Range, window uint64) (Range, bool) {
 	return Range{}, false
 }
 
-// fillLocked reads the already charged range fill from the remote into
-// new pages, caches the whole pages read and copies into dst the bytes
-// read from x on (x lies in fill; dst may be empty). It returns how many
-// bytes it read and how many it copied.
+// fillLocked reads the already charged range fill from the remote, caches
+// the whole pages read and returns the staging buffer (for putBuf) with
+// the count of valid bytes in it.
 //
 // Preconditions: f.ioMu is locked; f.mu is not; fill is a page-aligned gap.
-func (f *File) fillLocked(fill Range, dst []byte, x uint64) (got, copied uint64, err error) {
-	pgs := make([]*page, fill.Len()/PageSize)
-	bufs := make([][]byte, len(pgs))
-	for i := range pgs {
-		pgs[i] = newPage(f, fill.Start+uint64(i)*PageSize)
-		bufs[i] = pgs[i].data[:]
-	}
-	n, err := f.readRemoteVLocked(bufs, fill.Start)
-	got = uint64(n)
+func (f *File) fillLocked(fill Range) ([]byte, uint64, error) {
+	buf := getBuf(fill.Len())
+	n, err := f.readRemoteLocked(buf, fill.Start)
+	got := uint64(n)
 	whole := got
 	if got < fill.Len() {
 		whole = pageDown(got)
 	}
-	// Cached bytes past the size are zero, so that extending the size
-	// never reveals stale data. The pages are not in the cache yet, and
-	// the size changes only under ioMu, so f.mu is not needed.
-	if sz := f.size; fill.Start+whole > sz {
-		zeroPages(bufs, max(sz, fill.Start)-fill.Start, whole)
-	}
-	if x < fill.Start+got {
-		copied = copyFromPages(dst, bufs, x-fill.Start, got)
-	}
-	keep := pgs[:whole/PageSize]
-	segs := make([]Segment[*page], len(keep))
-	for i, pg := range keep {
-		segs[i] = Segment[*page]{pg.rng(), pg}
-	}
 	f.mu.Lock()
+	// Cached bytes past the size are zero, so that extending the size
+	// never reveals stale data.
+	if sz := f.size; fill.Start+whole > sz {
+		clear(buf[max(sz, fill.Start)-fill.Start : whole])
+	}
+	segs := make([]Segment[*page], 0, whole/PageSize)
+	for o := fill.Start; o < fill.Start+whole; o += PageSize {
+		pg := newPage(f, o)
+		copy(pg.data[:], buf[o-fill.Start:])
+		segs = append(segs, Segment[*page]{pg.rng(), pg})
+	}
 	f.pages.InsertGap(segs)
 	f.linkRangeLocked(Range{fill.Start, fill.Start + whole})
 	f.mu.Unlock()
-	for _, pg := range pgs[len(keep):] {
-		pg.free()
-	}
 	if rest := fill.Len() - whole; rest > 0 {
 		f.budget.uncharge(int64(rest))
 	}
-	return got, copied, err
-}
-
-// readRemoteVLocked is readRemoteLocked into the page buffers bufs, read
-// as one buffer: straight into them from a VectorReader, else through a
-// staging buffer.
-//
-// Preconditions: f.ioMu is locked.
-func (f *File) readRemoteVLocked(bufs [][]byte, off uint64) (int, error) {
-	total := uint64(len(bufs)) * PageSize
-	v, ok := f.remote.(VectorReader)
-	if !ok {
-		buf := getBuf(total)
-		n, err := f.readRemoteLocked(buf, off)
-		for i, b := range bufs {
-			copy(b, buf[min(uint64(i)*PageSize, uint64(n)):n])
-		}
-		putBuf(buf)
-		return n, err
-	}
-	var want uint64
-	if off < f.remoteSize {
-		want = min(total, f.remoteSize-off)
-	}
-	if want > 0 {
-		full := int(want / PageSize)
-		in := bufs[:full]
-		if tail := want % PageSize; tail > 0 {
-			in = append(in[:full:full], bufs[full][:tail])
-		}
-		n, err := v.ReadvAt(in, int64(off))
-		n = min(max(n, 0), int(want))
-		if uint64(n) < want {
-			if err == nil || errors.Is(err, io.EOF) {
-				return n, nil
-			}
-			return n, fmt.Errorf("cache: read remote at %d: %w", off+uint64(n), err)
-		}
-	}
-	zeroPages(bufs, want, total)
-	return int(total), nil
+	return buf, got, err
 }
 
 // readRemoteLocked reads p at off from the remote. Bytes at or past the

@@ -146,7 +146,8 @@ func (f *File) Fault(off, length int64, write bool) error {
 		if !ok {
 			return fmt.Errorf("%w: fault on %v", ErrBudgetExhausted, req)
 		}
-		got, _, err := f.fillLocked(fill, nil, fill.Start)
+		buf, got, err := f.fillLocked(fill)
+		putBuf(buf)
 		f.counters.countFill(fill, req, got)
 		if err != nil {
 			return err

@@ -60,26 +60,6 @@ func getBuf(n uint64) []byte {
 
 func putBuf(b []byte) { bufPool.Put(&b) }
 
-// zeroPages clears bytes [from, to) of the page buffers bufs, read as one
-// buffer.
-func zeroPages(bufs [][]byte, from, to uint64) {
-	for x := from; x < to; x = pageDown(x) + PageSize {
-		o := x % PageSize
-		clear(bufs[x/PageSize][o:min(PageSize, o+to-x)])
-	}
-}
-
-// copyFromPages copies into dst bytes [from, to) of the page buffers bufs,
-// read as one buffer, and returns how many it copied.
-func copyFromPages(dst []byte, bufs [][]byte, from, to uint64) uint64 {
-	start := from
-	for from < to && from-start < uint64(len(dst)) {
-		o := from % PageSize
-		from += uint64(copy(dst[from-start:], bufs[from/PageSize][o:min(PageSize, o+to-from)]))
-	}
-	return from - start
-}
-
 func pageDown(x uint64) uint64 { return x &^ (PageSize - 1) }
 
 func pageUp(x uint64) uint64 {

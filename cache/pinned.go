@@ -66,7 +66,7 @@ func (f *File) ReadPinned(p *Pinned, off int64, n int, ra *Readahead) (*Pinned, 
 		return nil, false
 	}
 	// Record the read only now: on a miss, Read records it.
-	f.readAheadRLocked(end, ra.advance(x, uint64(n), f.minRA, f.maxRA))
+	ra.advance(x, uint64(n), f.minRA, f.maxRA)
 	f.counters.hits.Add(1)
 	p.f, p.slices, p.n = f, slices, int(end-x)
 	return p, true

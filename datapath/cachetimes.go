@@ -4,7 +4,6 @@ import (
 	"sync"
 
 	"github.com/csi-goferfs/csi-goferfs/backend"
-	"github.com/csi-goferfs/csi-goferfs/cache"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,31 +28,6 @@ type cacheRemote struct {
 }
 
 func (r *cacheRemote) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
-
-// vectorCacheRemote is a cacheRemote whose file reads into several
-// buffers with one call (cache.VectorReader): fills then read straight
-// into the cache's pages.
-type vectorCacheRemote struct {
-	*cacheRemote
-	v backend.VectorReader
-}
-
-func (r vectorCacheRemote) ReadvAt(bufs [][]byte, off int64) (int, error) {
-	return r.v.ReadvAt(bufs, off)
-}
-
-// forCache returns r as the cache should see it: a VectorReader when its
-// file is one (looking through a file shared with a handle).
-func (r *cacheRemote) forCache() cache.Remote {
-	f := r.f
-	if s, ok := f.(*sharedFile); ok {
-		f = s.File
-	}
-	if v, ok := f.(backend.VectorReader); ok {
-		return vectorCacheRemote{r, v}
-	}
-	return r
-}
 
 func (r *cacheRemote) WriteAt(p []byte, off int64) (int, error) {
 	n, err := r.f.WriteAt(p, off)
