@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"testing"
@@ -92,6 +93,63 @@ func (f slowFile) WriteAt(p []byte, off int64) (int, error) {
 
 // remoteRTT is the latency slowFS adds: a round trip on a fast network.
 const remoteRTT = 200 * time.Microsecond
+
+// BenchmarkColdSequentialRead reads, 1 MiB at a time, a file that neither
+// the kernel nor the daemon has cached, through the daemon's page cache:
+// from the local remote (whose own page cache has the file, so the
+// daemon's work is what is timed) and from one that answers each read
+// after remoteRTT. Each round reads a new file. cpu-s/GiB is the CPU time
+// of the process (the daemon, and the reads' own system calls) per GiB
+// read: on a machine whose cores are busy, what the throughput comes to.
+func BenchmarkColdSequentialRead(b *testing.B) {
+	for _, v := range []struct {
+		variant
+		wrap func(backend.FS) backend.FS
+	}{
+		{variant{"local", Options{Mode: Exclusive, ForcePageCache: true}}, nil},
+		{variant{"rtt", Options{Mode: Exclusive, ForcePageCache: true}}, func(be backend.FS) backend.FS { return slowFS{be, remoteRTT} }},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			tv := mountTestFS(b, v.opts, v.wrap)
+			size := benchSize()
+			data := bytes.Repeat([]byte{7}, size)
+			buf := make([]byte, 1<<20)
+			b.SetBytes(int64(size))
+			var cpu time.Duration
+			b.ResetTimer()
+			for i := range b.N {
+				b.StopTimer()
+				name := fmt.Sprintf("f%d", i)
+				if err := os.WriteFile(tv.remote(name), data, 0o644); err != nil {
+					b.Fatal(err)
+				}
+				f := openT(b, tv.path(name), os.O_RDONLY)
+				cpu -= processCPU(b)
+				b.StartTimer()
+				for off := 0; off < size; off += len(buf) {
+					if _, err := f.ReadAt(buf, int64(off)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				cpu += processCPU(b)
+				f.Close()
+				os.Remove(tv.remote(name))
+				b.StartTimer()
+			}
+			b.ReportMetric(cpu.Seconds()/(float64(b.N)*float64(size)/(1<<30)), "cpu-s/GiB")
+		})
+	}
+}
+
+// processCPU returns the user and system CPU time of this process so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // BenchmarkRandomWrite4K writes 4 KiB blocks at random aligned offsets of a
 // 4 MiB file whose remote answers after remoteRTT: exclusive volumes
