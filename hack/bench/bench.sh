@@ -21,6 +21,7 @@
 # measured against its baseline in the same run.
 # Needs root (mounts, drop_caches), fio, tar, and Go.
 set -euo pipefail
+caller=$PWD # relative -o and -b paths are the caller's
 cd "$(dirname "$0")/../.."
 repo=$PWD
 
@@ -35,9 +36,9 @@ while getopts "r:t:w:o:l:b:" opt; do
 	r) rounds=$OPTARG ;;
 	t) targets=$OPTARG ;;
 	w) workloads=$OPTARG ;;
-	o) out=$OPTARG ;;
+	o) out=$(cd "$caller" && realpath -m -- "$OPTARG") ;;
 	l) lock=$OPTARG ;;
-	b) baseline=$(realpath "$OPTARG") ;;
+	b) baseline=$(cd "$caller" && realpath -- "$OPTARG") ;;
 	*) echo "usage: $0 [-r rounds] [-t targets] [-w workloads] [-o out.md] [-l lockfile] [-b baseline-binary]" >&2; exit 2 ;;
 	esac
 done
@@ -213,6 +214,6 @@ cat "$table"
 if [ -n "$out" ]; then
 	cp "$results" "${out%.md}.tsv"
 	cp "$table" "$out"
-	(cd hack/tools && go run ./benchchart -in "$repo/${out%.md}.tsv" -out "$repo/${out%.md}.png") &&
+	(cd hack/tools && go run ./benchchart -in "${out%.md}.tsv" -out "${out%.md}.png") &&
 		echo "chart: ${out%.md}.png"
 fi
