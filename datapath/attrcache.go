@@ -141,6 +141,30 @@ func (n *node) knownAttr() (backend.Attr, bool) {
 	return a, true
 }
 
+// openAttr answers a GETATTR made through an open file or directory of n:
+// from the remembered attributes if they may be used, else from stat (of
+// the open descriptor where the remote has one, with the size of the
+// page cache, which may run ahead of the remote), else, when the remote
+// has lost the removed file, from goneAttr.
+func (n *node) openAttr(out *fuse.AttrOut, stat func() (backend.Attr, error)) syscall.Errno {
+	if a, ok := n.knownAttr(); ok {
+		fillAttr(&out.Attr, &a)
+		return 0
+	}
+	a, err := stat()
+	if err != nil {
+		// Some remotes stat by path, which a removed file lacks.
+		if a, err = n.goneAttr(err); err != nil {
+			return n.errno(err)
+		}
+	} else {
+		n.rememberAttr(&a)
+	}
+	fillAttr(&out.Attr, &a)
+	n.cachedSize(&out.Attr)
+	return 0
+}
+
 // goneAttr answers a GETATTR of an open file or directory whose remote
 // file is gone from under the request, err being the remote's answer: a
 // removed file stays usable through its open descriptors, and fstat(2) of

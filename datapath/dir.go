@@ -134,21 +134,7 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 // stat by name would; otherwise by name, unless the name is known to be
 // gone.
 func (h *dirHandle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
-	n := h.node
-	if a, ok := n.knownAttr(); ok {
-		fillAttr(&out.Attr, &a)
-		return 0
-	}
-	a, err := h.stat()
-	if err != nil {
-		if a, err = n.goneAttr(err); err != nil {
-			return n.errno(err)
-		}
-	} else {
-		n.rememberAttr(&a)
-	}
-	fillAttr(&out.Attr, &a)
-	return 0
+	return h.node.openAttr(out, h.stat)
 }
 
 func (h *dirHandle) stat() (backend.Attr, error) {

@@ -233,22 +233,7 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 }
 
 func (h *handle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
-	if a, ok := h.node.knownAttr(); ok {
-		fillAttr(&out.Attr, &a)
-		return 0
-	}
-	a, err := h.f.Stat()
-	if err != nil {
-		// Some remotes stat by path, which an unlinked file lacks.
-		if a, err = h.node.goneAttr(err); err != nil {
-			return h.errno(err)
-		}
-	} else {
-		h.node.rememberAttr(&a)
-	}
-	fillAttr(&out.Attr, &a)
-	h.node.cachedSize(&out.Attr)
-	return 0
+	return h.node.openAttr(out, h.f.Stat)
 }
 
 func (h *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
