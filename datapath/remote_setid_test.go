@@ -19,7 +19,7 @@ import (
 func TestNinepSetIDBitsThroughTheMount(t *testing.T) {
 	perl, err := exec.LookPath("perl")
 	if err != nil {
-		t.Skip("needs perl to create a file with a mode of the caller's choosing")
+		t.Skip("needs perl (hack/install-deps.sh installs it): sh cannot create a file with set-ID bits in its mode")
 	}
 	forEachServer(t, func(t *testing.T, srv *ninetest.Server) {
 		for _, mode := range []Mode{Shared, Exclusive} {

@@ -8,6 +8,9 @@ command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
 command -v fio >/dev/null 2>&1 || need+=(fio)
 # diod: an independent 9P2000.L server the 9P backend is tested against.
 command -v diod >/dev/null 2>&1 || need+=(diod)
+# perl: a test creates a file with set-ID bits in its open(2) mode as
+# another user, which sh cannot do.
+command -v perl >/dev/null 2>&1 || need+=(perl-base)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "install-deps: need root to install: ${need[*]}" >&2
