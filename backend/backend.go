@@ -128,6 +128,14 @@ type DirPrefetcher interface {
 	PrefetchDirs(names []string)
 }
 
+// VectorReader is a File that reads into several buffers with one call,
+// as preadv(2) does, so that the page cache can fill its pages without a
+// staging copy.
+type VectorReader interface {
+	// ReadvAt is ReadAt into bufs in order, as if they were one buffer.
+	ReadvAt(bufs [][]byte, off int64) (int, error)
+}
+
 // Prefetcher is a File that can start reading a range in the background,
 // so that a later ReadAt of it does not wait for the remote. Prefetch is a
 // hint: it does not block and reports no error.

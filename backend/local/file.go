@@ -15,6 +15,34 @@ var _ backend.HostFile = (*file)(nil)
 
 func (f *file) Fd() int { return f.fd }
 
+var _ backend.VectorReader = (*file)(nil)
+
+// iovMax is IOV_MAX on Linux: the most buffers one preadv(2) takes.
+const iovMax = 1024
+
+// ReadvAt reads into bufs with preadv(2), iovMax buffers per call, until
+// they are full or a call comes up short (the end of the file).
+func (f *file) ReadvAt(bufs [][]byte, off int64) (int, error) {
+	var done int
+	for len(bufs) > 0 {
+		batch := bufs[:min(len(bufs), iovMax)]
+		var want int
+		for _, b := range batch {
+			want += len(b)
+		}
+		n, err := unix.Preadv(f.fd, batch, off+int64(done))
+		if err == unix.EINTR {
+			continue
+		}
+		done += max(n, 0)
+		if err != nil || n < want {
+			return done, err
+		}
+		bufs = bufs[len(batch):]
+	}
+	return done, nil
+}
+
 func (f *file) ReadAt(p []byte, off int64) (int, error) {
 	for {
 		n, err := unix.Pread(f.fd, p, off)
