@@ -72,7 +72,12 @@
 //
 // File.ioMu is held across remote I/O: it is what keeps a fill from
 // caching data that a concurrent write to a gap is replacing, and a
-// writeback from marking clean a page rewritten meanwhile. File.mu and
+// writeback from marking clean a page rewritten meanwhile. Fills for reads
+// hold it for reading, so that a file's readers fill different ranges at
+// once; they claim their ranges under File.mu, and a reader that needs a
+// claimed range waits for that fill (holding ioMu for reading, which the
+// fill it waits for never needs again). Everything else holds it for
+// writing. File.mu and
 // Budget.mu are never held across remote I/O, so reads of cached pages
 // proceed while the same file waits on the remote.
 //

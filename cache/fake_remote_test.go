@@ -176,3 +176,21 @@ func pattern(seed byte, n int) []byte {
 	}
 	return p
 }
+
+// vectorRemote is a fakeRemote that is also a VectorReader, so fills read
+// straight into their pages; its faults are the fakeRemote's.
+type vectorRemote struct{ *fakeRemote }
+
+func (v vectorRemote) ReadvAt(bufs [][]byte, off int64) (int, error) {
+	var total int
+	for _, b := range bufs {
+		total += len(b)
+	}
+	joined := make([]byte, total)
+	n, err := v.ReadAt(joined, off)
+	rest := joined[:max(n, 0)]
+	for _, b := range bufs {
+		rest = rest[copy(b, rest):]
+	}
+	return n, err
+}

@@ -25,6 +25,9 @@ type Options struct {
 	// cache: a remote that is away or refuses then costs nothing until
 	// writeback, which keeps the data until it succeeds (C1).
 	BufferGapWrites bool
+	// AsyncReadahead fills the next window of a sequential stream in the
+	// background (see asyncFill). Close stops it.
+	AsyncReadahead bool
 }
 
 const (
@@ -53,12 +56,16 @@ type File struct {
 	counters     *Counters // immutable; never nil
 	minRA, maxRA uint64    // immutable; multiples of PageSize
 	bufferGaps   bool      // immutable; Options.BufferGapWrites
+	async        bool      // immutable; Options.AsyncReadahead
+
+	ahead asyncFill
 
 	// ioMu serializes the operations that do remote I/O or change cached
 	// contents, so that a fill, a write to a gap and a writeback never
-	// interleave on one file. Reads served entirely from the cache do not
-	// take it.
-	ioMu sync.Mutex
+	// interleave on one file. Fills for reads hold it for reading and
+	// keep apart through fills; everything else holds it for writing.
+	// Reads served entirely from the cache do not take it.
+	ioMu sync.RWMutex
 
 	// mu guards the cache state below. It is never held across remote I/O.
 	mu sync.RWMutex
@@ -76,6 +83,9 @@ type File struct {
 	// mapped holds the ranges of memory mappings (M5, M6); pages in them
 	// are not on the budget's LRU. Changed with ioMu and mu held.
 	mapped Set[mapCount]
+	// fills are the claims of the fills in flight under ioMu held for
+	// reading; they never overlap. Guarded by mu.
+	fills []*inflightFill
 }
 
 // NewFile returns an empty cache of remote, charging its pages to budget.
@@ -108,6 +118,7 @@ func NewFileOfSize(remote Remote, budget *Budget, size int64, opts Options) (*Fi
 		maxRA:    max(pageUp(maxRA), pageUp(minRA), PageSize),
 
 		bufferGaps: opts.BufferGapWrites,
+		async:      opts.AsyncReadahead,
 	}
 	f.size, f.remoteSize = uint64(size), uint64(size)
 	return f, nil
@@ -185,20 +196,28 @@ func (f *File) Read(p []byte, off int64, ra *Readahead) (int, error) {
 	if x < end {
 		n = f.copyCachedRLocked(p, x, end)
 	}
-	f.mu.RUnlock()
 	if x+n >= end {
+		f.readAheadRLocked(x+n, window)
+		f.mu.RUnlock()
 		f.counters.hits.Add(1)
 		return int(n), eofIf(n < uint64(len(p)))
 	}
+	f.mu.RUnlock()
 	f.counters.misses.Add(1)
 	f.budget.makeRoom(int64(window))
-	f.ioMu.Lock()
-	defer f.ioMu.Unlock()
-	return f.readLocked(p, x, x+n, window)
+	// For reading: fills of other ranges of the file go on meanwhile (see
+	// inflightFill).
+	f.ioMu.RLock()
+	got, err := f.readFilling(p, x, x+n, uint64(len(p)), window)
+	f.ioMu.RUnlock()
+	if err == nil {
+		f.readAhead(x+uint64(got), window)
+	}
+	return got, err
 }
 
 // copyCachedRLocked copies into dst the cached bytes from x up to end or
-// the first gap, and returns how many.
+// the first gap, and returns how many. A nil dst only counts them.
 //
 // Preconditions: f.mu is locked for reading; x < end.
 func (f *File) copyCachedRLocked(dst []byte, x, end uint64) uint64 {
@@ -209,63 +228,106 @@ func (f *File) copyCachedRLocked(dst []byte, x, end uint64) uint64 {
 			break
 		}
 		pg.touch()
-		x += uint64(copy(dst[x-start:], pg.data[x-pg.off:min(end-pg.off, PageSize)]))
+		chunk := pg.data[x-pg.off : min(end-pg.off, PageSize)]
+		if dst != nil {
+			copy(dst[x-start:], chunk)
+		}
+		x += uint64(len(chunk))
 	}
 	return x - start
 }
 
-// readLocked finishes a Read of p at off whose bytes before x were copied.
+// errNoRoom stops a fill without a destination when the budget cannot
+// take even the required range, so that the bytes cannot be cached.
+var errNoRoom = errors.New("cache: no room to fill")
+
+// readFilling finishes a read of n bytes at off whose bytes before x were
+// copied into p, filling the gaps it meets or waiting for the fills of
+// other readers that cover them. With a nil p it only fills.
 //
-// Preconditions: f.ioMu is locked; f.mu is not.
-func (f *File) readLocked(p []byte, off, x uint64, window uint64) (int, error) {
-	end := min(off+uint64(len(p)), f.size)
+// Preconditions: f.ioMu is locked for reading; f.mu is not.
+func (f *File) readFilling(p []byte, off, x, n uint64, window uint64) (int, error) {
+	end := min(off+n, f.size)
 	for x < end {
 		f.mu.RLock()
-		x += f.copyCachedRLocked(p[x-off:], x, end)
-		gap, _ := f.pages.FindGap(x)
+		x += f.copyCachedRLocked(tail(p, x-off), x, end)
 		f.mu.RUnlock()
 		if x >= end {
 			break
 		}
-		opt := gap.Intersect(Range{0, pageUp(f.size)})
+		f.mu.Lock()
+		gap, isGap := f.pages.FindGap(x)
+		if !isGap { // another reader's fill landed meanwhile
+			f.mu.Unlock()
+			continue
+		}
+		opt, wait := f.clipToClaimsLocked(gap.Intersect(Range{0, pageUp(f.size)}), x)
+		if wait != nil {
+			f.mu.Unlock()
+			<-wait
+			continue
+		}
 		req := Range{pageDown(x), min(pageUp(end), opt.End)}
+		claim := f.claimLocked(maxFillRange(req, opt, window))
+		f.mu.Unlock()
 		want := min(end, req.End)
-		got, err := f.fillCopyLocked(p[x-off:want-off], x, req, opt, window)
+		got, err := f.fillCopy(tail(p, x-off), x, want, req, claim, window)
 		x += got
 		if err != nil || x < want {
 			return int(x - off), err
 		}
 	}
-	return int(x - off), eofIf(x-off < uint64(len(p)))
+	return int(x - off), eofIf(x-off < n)
 }
 
-// fillCopyLocked fills the cache around req and copies the bytes at x into
-// dst. When the budget cannot take even req, it reads dst directly (R5).
-//
-// Preconditions: f.ioMu is locked; f.mu is not; req is a gap within opt.
-func (f *File) fillCopyLocked(dst []byte, x uint64, req, opt Range, window uint64) (uint64, error) {
-	fill, ok := f.reserveFill(req, opt, window)
-	if !ok {
-		n, err := f.readRemoteLocked(dst, x)
-		return uint64(n), err
+// tail returns p from i on, or nil for a nil p.
+func tail(p []byte, i uint64) []byte {
+	if p == nil {
+		return nil
 	}
-	buf, got, err := f.fillLocked(fill)
+	return p[i:]
+}
+
+// fillCopy fills the claimed range around req, copies the bytes from x up
+// to want into dst unless dst is nil, and returns how many of them it
+// has. When the budget cannot take even req, it reads dst directly (R5),
+// or with a nil dst returns errNoRoom.
+//
+// Preconditions: f.ioMu is locked for reading; f.mu is not; claim is this
+// reader's and covers req, a gap, which holds x and want.
+func (f *File) fillCopy(dst []byte, x, want uint64, req Range, claim *inflightFill, window uint64) (uint64, error) {
+	defer f.releaseClaim(claim)
+	fill := claim.rng
+	if !f.budget.reserve(int64(fill.Len())) {
+		if fill == req || !f.budget.reserve(int64(req.Len())) {
+			if dst == nil {
+				return 0, errNoRoom
+			}
+			n, err := f.readRemoteLocked(dst[:want-x], x)
+			return uint64(n), err
+		}
+		fill = req
+		f.shrinkClaim(claim, fill)
+	}
+	if dst != nil {
+		dst = dst[:want-x]
+	}
+	got, _, err := f.fillLocked(fill, dst, x)
 	f.counters.countFill(fill, req, got)
 	if err == nil && got == fill.Len() && window > f.minRA {
 		f.prefetch(fill.End, window)
 	}
 	var n uint64
 	if fill.Start+got > x {
-		n = uint64(copy(dst, buf[x-fill.Start:got]))
+		n = min(fill.Start+got, want) - x
 	}
-	putBuf(buf)
 	return n, err
 }
 
 // prefetch asks a Prefetcher remote for the window after a sequential
 // stream's fill, up to the remote size.
 //
-// Preconditions: f.ioMu is locked.
+// Preconditions: f.ioMu is locked (for reading or writing).
 func (f *File) prefetch(off, window uint64) {
 	p, ok := f.remote.(Prefetcher)
 	if !ok || off >= f.remoteSize {
@@ -275,7 +337,8 @@ func (f *File) prefetch(off, window uint64) {
 }
 
 // reserveFill widens req toward opt by the readahead window (R6) and
-// charges the result to the budget, falling back to req alone.
+// charges the result to the budget, falling back to req alone. It is for
+// fills under ioMu held for writing, which need no claim.
 func (f *File) reserveFill(req, opt Range, window uint64) (Range, bool) {
 	fill := maxFillRange(req, opt, window)
 	if f.budget.reserve(int64(fill.Len())) {
@@ -287,38 +350,143 @@ func (f *File) reserveFill(req, opt Range, window uint64) (Range, bool) {
 	return Range{}, false
 }
 
-// fillLocked reads the already charged range fill from the remote, caches
-// the whole pages read and returns the staging buffer (for putBuf) with
-// the count of valid bytes in it.
+// fillLocked reads the already charged range fill from the remote into
+// new pages, caches the whole pages read, and copies into dst the bytes
+// read from x on (x lies in fill; dst may be nil). It returns how many
+// bytes it read and how many it copied. The copy is made before the pages
+// are cached, while no one else can evict and reuse them.
 //
-// Preconditions: f.ioMu is locked; f.mu is not; fill is a page-aligned gap.
-func (f *File) fillLocked(fill Range) ([]byte, uint64, error) {
-	buf := getBuf(fill.Len())
-	n, err := f.readRemoteLocked(buf, fill.Start)
-	got := uint64(n)
+// Preconditions: f.ioMu is locked, for writing or, with fill claimed, for
+// reading; f.mu is not; fill is a page-aligned gap.
+func (f *File) fillLocked(fill Range, dst []byte, x uint64) (got, copied uint64, err error) {
+	pgs := make([]*page, fill.Len()/PageSize)
+	bufs := make([][]byte, len(pgs))
+	for i := range pgs {
+		pgs[i] = newPage(f, fill.Start+uint64(i)*PageSize)
+		bufs[i] = pgs[i].data[:]
+	}
+	n, err := f.readRemoteVLocked(bufs, fill.Start)
+	got = uint64(n)
 	whole := got
 	if got < fill.Len() {
 		whole = pageDown(got)
 	}
-	f.mu.Lock()
 	// Cached bytes past the size are zero, so that extending the size
-	// never reveals stale data.
+	// never reveals stale data. The pages are not cached yet, and the
+	// size changes only under ioMu held for writing, so f.mu is not
+	// needed.
 	if sz := f.size; fill.Start+whole > sz {
-		clear(buf[max(sz, fill.Start)-fill.Start : whole])
+		zeroPages(bufs, max(sz, fill.Start)-fill.Start, whole)
 	}
-	segs := make([]Segment[*page], 0, whole/PageSize)
-	for o := fill.Start; o < fill.Start+whole; o += PageSize {
-		pg := newPage(f, o)
-		copy(pg.data[:], buf[o-fill.Start:])
-		segs = append(segs, Segment[*page]{pg.rng(), pg})
+	if dst != nil && x < fill.Start+got {
+		copied = copyFromPages(dst, bufs, x-fill.Start, got)
 	}
+	keep := pgs[:whole/PageSize]
+	segs := make([]Segment[*page], len(keep))
+	for i, pg := range keep {
+		segs[i] = Segment[*page]{pg.rng(), pg}
+	}
+	f.mu.Lock()
 	f.pages.InsertGap(segs)
 	f.linkRangeLocked(Range{fill.Start, fill.Start + whole})
 	f.mu.Unlock()
+	for _, pg := range pgs[len(keep):] {
+		pg.free()
+	}
 	if rest := fill.Len() - whole; rest > 0 {
 		f.budget.uncharge(int64(rest))
 	}
-	return buf, got, err
+	return got, copied, err
+}
+
+// readRemoteVLocked is readRemoteLocked into bufs, in order, as if they
+// were one buffer: straight into them from a VectorReader, else through
+// a staging buffer.
+//
+// Preconditions: f.ioMu is locked (for reading or writing).
+func (f *File) readRemoteVLocked(bufs [][]byte, off uint64) (int, error) {
+	var total, want uint64
+	for _, b := range bufs {
+		total += uint64(len(b))
+	}
+	if off < f.remoteSize {
+		want = min(total, f.remoteSize-off)
+	}
+	v, ok := f.remote.(VectorReader)
+	if !ok {
+		buf := getBuf(total)
+		defer putBuf(buf)
+		n, err := f.readRemoteLocked(buf, off)
+		scatter(bufs, buf[:n])
+		return n, err
+	}
+	if want > 0 {
+		// Hand the remote only the bytes before its end.
+		head, rest := splitBufs(bufs, want)
+		n, err := v.ReadvAt(head, int64(off))
+		n = min(max(n, 0), int(want))
+		if uint64(n) < want {
+			if err == nil || errors.Is(err, io.EOF) {
+				return n, nil
+			}
+			return n, fmt.Errorf("cache: read remote at %d: %w", off+uint64(n), err)
+		}
+		bufs = rest
+	}
+	for _, b := range bufs {
+		clear(b)
+	}
+	return int(total), nil
+}
+
+// splitBufs splits bufs at byte n, which must be within them, sharing
+// their memory: head holds the first n bytes and rest the others.
+func splitBufs(bufs [][]byte, n uint64) (head, rest [][]byte) {
+	for i, b := range bufs {
+		switch {
+		case n == 0:
+			return bufs[:i], bufs[i:]
+		case n < uint64(len(b)):
+			head = append(bufs[:i:i], b[:n])
+			rest = append([][]byte{b[n:]}, bufs[i+1:]...)
+			return head, rest
+		}
+		n -= uint64(len(b))
+	}
+	return bufs, nil
+}
+
+// scatter copies src into bufs in order.
+func scatter(bufs [][]byte, src []byte) {
+	for _, b := range bufs {
+		if len(src) == 0 {
+			return
+		}
+		src = src[copy(b, src):]
+	}
+}
+
+// zeroPages clears bytes [from, to) of bufs taken as one buffer of
+// PageSize buffers.
+func zeroPages(bufs [][]byte, from, to uint64) {
+	for o := from; o < to; {
+		b := bufs[o/PageSize][o%PageSize:]
+		b = b[:min(uint64(len(b)), to-o)]
+		clear(b)
+		o += uint64(len(b))
+	}
+}
+
+// copyFromPages copies bytes [from, to) of bufs, taken as one buffer of
+// PageSize buffers, into dst, and returns how many.
+func copyFromPages(dst []byte, bufs [][]byte, from, to uint64) uint64 {
+	start := from
+	for from < to && from-start < uint64(len(dst)) {
+		b := bufs[from/PageSize][from%PageSize:]
+		b = b[:min(uint64(len(b)), to-from)]
+		from += uint64(copy(dst[from-start:], b))
+	}
+	return from - start
 }
 
 // readRemoteLocked reads p at off from the remote. Bytes at or past the
@@ -326,7 +494,7 @@ func (f *File) fillLocked(fill Range) ([]byte, uint64, error) {
 // remote size is returned as is, with a nil error unless the remote gave
 // one other than io.EOF.
 //
-// Preconditions: f.ioMu is locked.
+// Preconditions: f.ioMu is locked (for reading or writing).
 func (f *File) readRemoteLocked(p []byte, off uint64) (int, error) {
 	var want uint64
 	if off < f.remoteSize {

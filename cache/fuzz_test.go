@@ -73,14 +73,21 @@ func runAgainstModel(t *testing.T, ops []byte) {
 		}
 		return fault(1 + (rnd>>8)%3)
 	}
-	// Odd fault rates also buffer gap writes (exclusive volumes do).
-	opts := Options{MinReadahead: 2 * PageSize, MaxReadahead: 8 * PageSize, BufferGapWrites: rate%2 == 1}
+	// Odd fault rates also buffer gap writes (exclusive volumes do), and
+	// rates with bit 1 set fill sequential streams ahead in the background
+	// (the data path's Files do).
+	opts := Options{MinReadahead: 2 * PageSize, MaxReadahead: 8 * PageSize, BufferGapWrites: rate%2 == 1, AsyncReadahead: rate&2 != 0}
 	var files [2]*modelFile
 	for i := range files {
 		data := pattern(byte(i*100+1), int(d.u16()%(48<<10)))
 		r := newFakeRemote(data)
 		r.inject = inject
-		f, err := NewFile(r, budget, opts)
+		// Rates with bit 2 set read fills straight into pages.
+		var remote Remote = r
+		if rate&4 != 0 {
+			remote = vectorRemote{r}
+		}
+		f, err := NewFile(remote, budget, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,6 +102,12 @@ func runAgainstModel(t *testing.T, ops []byte) {
 		before := injected()
 		faulty = true
 		desc, err := m.apply(op%16, off, n, d.byte())
+		// A background fill started by this step may fail with an
+		// injected fault too; it must end before faults stop and the
+		// cache is checked.
+		for _, m := range files {
+			m.f.waitAhead(false)
+		}
 		faulty = false
 		if err != nil && injected() == before && !errors.Is(err, ErrBeyondEOF) && !errors.Is(err, ErrBudgetExhausted) {
 			t.Fatalf("step %d %s: error without an injected fault: %v", step, desc, err)
@@ -228,10 +241,13 @@ func (m *modelFile) apply(op byte, off, n int64, arg byte) (string, error) {
 	}
 }
 
-// readPinned reads through ReadPinned, falling back to Read on a miss as
-// the data path does.
+// readPinned reads through ReadPinned, then FillPinned on a miss, falling
+// back to Read when neither can pin, as the data path does.
 func (m *modelFile) readPinned(p []byte, off int64, ra *Readahead) (int, error) {
 	pn, ok := m.f.ReadPinned(nil, off, len(p), ra)
+	if !ok {
+		pn, ok = m.f.FillPinned(nil, off, len(p), ra)
+	}
 	if !ok {
 		return m.f.Read(p, off, ra)
 	}

@@ -32,6 +32,9 @@ func (f *File) checkInvariants(remote []byte) error {
 	if f.remoteSize != uint64(len(remote)) {
 		return fmt.Errorf("remoteSize %d, remote has %d bytes", f.remoteSize, len(remote))
 	}
+	if len(f.fills) != 0 {
+		return fmt.Errorf("%d fills still claimed", len(f.fills))
+	}
 	if f.remoteSize > f.size {
 		return fmt.Errorf("remoteSize %d > size %d", f.remoteSize, f.size)
 	}

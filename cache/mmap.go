@@ -146,8 +146,7 @@ func (f *File) Fault(off, length int64, write bool) error {
 		if !ok {
 			return fmt.Errorf("%w: fault on %v", ErrBudgetExhausted, req)
 		}
-		buf, got, err := f.fillLocked(fill)
-		putBuf(buf)
+		got, _, err := f.fillLocked(fill, nil, 0)
 		f.counters.countFill(fill, req, got)
 		if err != nil {
 			return err

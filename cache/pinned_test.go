@@ -60,3 +60,45 @@ func TestReadPinnedHoldsPages(t *testing.T) {
 		t.Fatal("ReadPinned succeeded at the end of the file")
 	}
 }
+
+// TestRule_R5_FillPinnedServesAMissFromItsPages: a cold read fills the
+// cache (R5, with readahead: R6) and comes back pinned, as one miss; a
+// read the budget cannot hold is refused, so the caller reads by copy.
+func TestRule_R5_FillPinnedServesAMissFromItsPages(t *testing.T) {
+	data := pattern(4, 256*kib+100)
+	f, r, b := newTestFile(t, data, 1<<20, Options{MinReadahead: 64 * kib})
+	var ra Readahead
+	p, ok := f.FillPinned(nil, 5000, 20000, &ra)
+	if !ok {
+		t.Fatal("FillPinned failed on a cold range")
+	}
+	if got := bytes.Join(p.Slices(), nil); !bytes.Equal(got, data[5000:25000]) || p.Len() != len(got) {
+		t.Fatalf("pinned bytes differ from the file (%d bytes, Len %d)", len(got), p.Len())
+	}
+	p.Release()
+	if st := f.counters.Stats(); st.Misses != 1 || st.Hits != 0 {
+		t.Errorf("Stats = %d hits, %d misses; want 0, 1", st.Hits, st.Misses)
+	}
+	if got := f.CachedBytes(); got != 64*kib {
+		t.Errorf("CachedBytes = %d, want the 64 KiB readahead window", got)
+	}
+	// At the end of the file: the bytes up to the size.
+	p, ok = f.FillPinned(p, int64(len(data)-50), 4096, &ra)
+	if !ok || !bytes.Equal(bytes.Join(p.Slices(), nil), data[len(data)-50:]) {
+		t.Fatal("FillPinned at the end of the file did not pin the file's tail")
+	}
+	p.Release()
+	if _, ok := f.FillPinned(nil, int64(len(data)), 10, &ra); ok {
+		t.Error("FillPinned succeeded at the size")
+	}
+	mustCheck(t, b, f, r)
+
+	tiny, r2, b2 := newTestFile(t, data, 0, Options{})
+	if _, ok := tiny.FillPinned(nil, 0, 4096, nil); ok {
+		t.Error("FillPinned succeeded with no budget")
+	}
+	if got := mustRead(t, tiny, 0, 4096, nil); !bytes.Equal(got, data[:4096]) {
+		t.Error("Read after a refused FillPinned returned wrong data")
+	}
+	mustCheck(t, b2, tiny, r2)
+}

@@ -31,6 +31,15 @@ type Prefetcher interface {
 	Prefetch(off, length int64)
 }
 
+// VectorReader is a Remote that reads into several buffers with one call
+// (preadv(2) on a local backing file). A fill then reads straight into
+// the pages it caches; without it the bytes go through a staging buffer,
+// one more copy of everything a cold read brings in.
+type VectorReader interface {
+	// ReadvAt is ReadAt into bufs in order, as if they were one buffer.
+	ReadvAt(bufs [][]byte, off int64) (int, error)
+}
+
 // Sentinel errors. Errors from the remote are wrapped with %w and keep their
 // identity (errors.Is(err, syscall.EIO) still works).
 var (

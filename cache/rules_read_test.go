@@ -209,3 +209,49 @@ func TestRule_R7_PartialRemoteReadStopsRead(t *testing.T) {
 		})
 	}
 }
+
+// TestRule_R5_FillsStraightIntoPages: a remote that reads into several
+// buffers fills pages without a staging buffer, with the same result: the
+// bytes read, zeros past the remote's end, nothing past a short read.
+func TestRule_R5_FillsStraightIntoPages(t *testing.T) {
+	const size = 300*kib + 123 // not a whole page
+	data := pattern(7, size)
+	r := newFakeRemote(data)
+	b := NewBudget(4<<20, nil)
+	f, err := NewFile(vectorRemote{r}, b, Options{MinReadahead: 64 * kib, MaxReadahead: 128 * kib})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ra Readahead
+	for off := 0; off < size; off += 40 * kib {
+		n := min(40*kib, size-off)
+		if got := mustRead(t, f, off, n, &ra); !bytes.Equal(got, data[off:off+n]) {
+			t.Fatalf("wrong data at %d", off)
+		}
+	}
+	// The last page holds the file's tail and zeros after it.
+	if _, err := f.Write([]byte{1}, size+200); err != nil {
+		t.Fatal(err)
+	}
+	got := mustRead(t, f, size-10, 211, nil)
+	want := append(append([]byte(nil), data[size-10:]...), make([]byte, 200)...)
+	want = append(want, 1)
+	if !bytes.Equal(got, want) {
+		t.Errorf("tail = %x, want %x", got, want)
+	}
+	mustCheck(t, b, f, r)
+	// A short remote read stops the fill where it stopped.
+	r2 := newFakeRemote(data)
+	r2.inject = func(string) fault { return faultShort }
+	f2, err := NewFile(vectorRemote{r2}, b, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = mustRead(t, f2, 0, 64*kib, nil)
+	if len(got) == 0 || len(got) >= 64*kib || !bytes.Equal(got, data[:len(got)]) {
+		t.Errorf("short fill read %d bytes, want a correct prefix shorter than 64 KiB", len(got))
+	}
+	if err := f2.checkInvariants(r2.snapshot()); err != nil {
+		t.Error(err)
+	}
+}

@@ -95,8 +95,10 @@ func (f *File) Evict(off, length int64) error {
 }
 
 // Close writes every dirty page back and, only if that succeeded, drops
-// the whole cache (C2). The File stays usable.
+// the whole cache (C2). The File stays usable, without background fills:
+// the caller may close the remote next.
 func (f *File) Close() error {
+	f.waitAhead(true)
 	f.ioMu.Lock()
 	defer f.ioMu.Unlock()
 	if err := f.writeBackAllLocked(); err != nil {

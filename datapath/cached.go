@@ -121,14 +121,19 @@ func (n *node) fileCache(name string, f backend.File, rdwr bool, size int64) (*c
 		// writeback succeeds, instead of failing the kernel's writeback
 		// (which drops them) when the remote is away (C1).
 		BufferGapWrites: n.vol.opts.Mode == Exclusive,
+		AsyncReadahead:  true,
 	}
 	cr := &cacheRemote{f: remote}
+	var cremote cache.Remote = cr
+	if v, ok := vectorReaderOf(remote); ok {
+		cremote = vectorRemote{cr, v}
+	}
 	var cf *cache.File
 	var err error
 	if size >= 0 {
-		cf, err = cache.NewFileOfSize(cr, n.vol.budget, size, opts)
+		cf, err = cache.NewFileOfSize(cremote, n.vol.budget, size, opts)
 	} else {
-		cf, err = cache.NewFile(cr, n.vol.budget, opts)
+		cf, err = cache.NewFile(cremote, n.vol.budget, opts)
 	}
 	if err != nil {
 		remote.Close()

@@ -106,3 +106,23 @@ func (n *node) cacheTimesSet(atime, mtime *unix.Timespec) {
 		c.cr.setTimes(atime, mtime)
 	}
 }
+
+// vectorRemote is a cacheRemote whose file reads into several buffers with
+// one call (backend.VectorReader): the cache then fills its pages straight
+// from the file (cache.VectorReader), without a staging copy.
+type vectorRemote struct {
+	*cacheRemote
+	v backend.VectorReader
+}
+
+func (r vectorRemote) ReadvAt(bufs [][]byte, off int64) (int, error) { return r.v.ReadvAt(bufs, off) }
+
+// vectorReaderOf returns f's VectorReader, looking through the sharing
+// wrapper, which hides it.
+func vectorReaderOf(f backend.File) (backend.VectorReader, bool) {
+	if s, ok := f.(*sharedFile); ok {
+		f = s.File
+	}
+	v, ok := f.(backend.VectorReader)
+	return v, ok
+}
