@@ -234,7 +234,7 @@ func (c *change) setsIDAfterRefusedOwner() bool {
 // reached: a deferred change is never dropped for an outage.
 func (fsys *FS) send(c change) error {
 	return fsys.sendRetrying(c, func(bool) error {
-		err := c.f.do(func(fid p9.File) error { return fid.SetAttr(c.mask, c.attr) })
+		err := c.f.doByPath(func(fid p9.File) error { return fid.SetAttr(c.mask, c.attr) })
 		if err != nil && isReply(err) {
 			err = fsys.refused(c, err)
 		}

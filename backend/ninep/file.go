@@ -2,6 +2,7 @@ package ninep
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"syscall"
@@ -30,6 +31,8 @@ type file struct {
 	sess *session
 	// fid is the open fid. Guarded by mu.
 	fid p9.File
+	// fidName is the name fid was walked to. Guarded by mu.
+	fidName string
 	// closed is set by Close. Guarded by mu.
 	closed bool
 	// fresh is the attributes of a file just created, for the first
@@ -62,8 +65,9 @@ type file struct {
 var _ backend.File = (*file)(nil)
 
 func (f *file) setFid(s *session, fid p9.File) {
+	name, _ := f.fsys.nameOf(f)
 	f.mu.Lock()
-	f.sess, f.fid = s, fid
+	f.sess, f.fid, f.fidName = s, fid, name
 	f.mu.Unlock()
 }
 
@@ -103,7 +107,7 @@ func (f *file) fidOn(s *session) (p9.File, error) {
 		return nil, err
 	}
 	// The old fid died with its session; nothing to clunk.
-	f.sess, f.fid = s, fid
+	f.sess, f.fid, f.fidName = s, fid, name
 	return fid, nil
 }
 
@@ -329,10 +333,50 @@ func (f *file) setAttr(what string, mask p9.SetAttrMask, attr p9.SetAttr) error 
 	return f.doAttr(op)
 }
 
-// doAttr runs an attribute call on the file's fid, or by its name when
-// the fid no longer leads to it (viaName).
+// doAttr runs an attribute call on the file (doByPath), or by its name
+// when the fid no longer leads to it (viaName).
 func (f *file) doAttr(op func(fid p9.File) error) error {
-	return f.viaName(f.do(op), op)
+	return f.viaName(f.doByPath(op), op)
+}
+
+// errOtherFile reports that the file's fid leads to another file: the
+// server tracks fids by path, and a newcomer took the name of the file,
+// which was removed.
+var errOtherFile = fmt.Errorf("ninep: the open file's name leads to another file: %w", syscall.ESTALE)
+
+// doByPath runs op, an attribute call, where it reaches the file on a
+// server that runs such calls by the path a fid was walked to (diod), so
+// that it never reaches something else that took the file's old name:
+//
+//   - on a fid walked to the file's current name if the FS renamed the
+//     file since its own fid was walked;
+//   - on its own fid once it has been removed through the FS, after
+//     checking that the fid still leads to the file (errOtherFile if not);
+//   - on its own fid otherwise.
+func (f *file) doByPath(op func(fid p9.File) error) error {
+	name, unlinked := f.fsys.nameOf(f)
+	f.mu.Lock()
+	walked := f.fidName
+	f.mu.Unlock()
+	switch {
+	case unlinked && f.ino != 0:
+		return f.do(func(fid p9.File) error {
+			qid, _, _, err := fid.GetAttr(p9.AttrMask{})
+			if err != nil {
+				return err
+			}
+			if qid.Path != f.ino {
+				return errOtherFile
+			}
+			return op(fid)
+		})
+	case !unlinked && walked != "" && name != walked:
+		if err := f.waitCreated(); err != nil {
+			return err
+		}
+		return f.fsys.withFid(true, name, func(_ *session, fid p9.File) error { return op(fid) })
+	}
+	return f.do(op)
 }
 
 // viaName runs op again on a fid walked to the file's current name when

@@ -239,13 +239,26 @@ var _ backend.FS = (*ninep.FS)(nil)
 // fids keep the old path (diod changes attributes by path).
 func TestOpenFileKeepsWorkingAfterRename(t *testing.T) {
 	for _, flags := range []uint32{0, unix.RENAME_NOREPLACE} {
-		t.Run("plain", func(t *testing.T) { forEachServer(t, renameOpenFile(flags)) })
-		t.Run("exclusive", func(t *testing.T) { forEachExclusive(t, renameOpenFile(flags)) })
+		t.Run("plain", func(t *testing.T) { forEachServer(t, renameOpenFile(flags, "")) })
+		t.Run("exclusive", func(t *testing.T) { forEachExclusive(t, renameOpenFile(flags, "")) })
 	}
 }
 
-// renameOpenFile renames an open file with flags and uses it.
-func renameOpenFile(flags uint32) func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+// TestOpenFileAfterRenameLeavesTheOldNameAlone: once an open file is
+// renamed and something else takes its old name, calls on the open file
+// reach it, not the newcomer. A server whose fids keep the path they were
+// walked to (diod) would otherwise report the newcomer's attributes and
+// change the newcomer.
+func TestOpenFileAfterRenameLeavesTheOldNameAlone(t *testing.T) {
+	for _, reuse := range []string{"dir", "file"} {
+		t.Run(reuse+"/plain", func(t *testing.T) { forEachServer(t, renameOpenFile(0, reuse)) })
+		t.Run(reuse+"/exclusive", func(t *testing.T) { forEachExclusive(t, renameOpenFile(0, reuse)) })
+	}
+}
+
+// renameOpenFile renames an open file with flags and uses it; with reuse
+// "dir" or "file", a new directory or file takes the old name first.
+func renameOpenFile(flags uint32, reuse string) func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
 	return func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
 		f, err := fsys.Open("a", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
 		if err != nil {
@@ -255,6 +268,24 @@ func renameOpenFile(flags uint32) func(t *testing.T, srv *ninetest.Server, fsys 
 		if err := fsys.Rename("a", "b", flags); err != nil {
 			t.Fatal(err)
 		}
+		switch reuse {
+		case "dir":
+			if err := fsys.Mkdir("a", 0o755); err != nil {
+				t.Fatal(err)
+			}
+		case "file":
+			g, err := fsys.Open("a", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := g.WriteAt([]byte("newcomer's"), 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := g.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		defer checkNewcomer(t, srv, fsys, reuse)
 		mtime := unix.Timespec{Sec: 1_000_000_000}
 		if _, err := f.WriteAt([]byte("hello"), 0); err != nil {
 			t.Fatalf("write: %v", err)
@@ -281,6 +312,36 @@ func renameOpenFile(flags uint32) func(t *testing.T, srv *ninetest.Server, fsys 
 		}
 		if st.Size() != 5 || st.Mode().Perm() != 0o600 || st.ModTime().Unix() != mtime.Sec {
 			t.Errorf("on the server: size %d mode %o mtime %v", st.Size(), st.Mode().Perm(), st.ModTime())
+		}
+		if err := f.Truncate(2); err != nil {
+			t.Fatalf("truncate: %v", err)
+		}
+		if st, err := os.Stat(filepath.Join(srv.Dir, "b")); err != nil || st.Size() != 2 {
+			t.Errorf("on the server after truncate: %v, %v", st, err)
+		}
+	}
+}
+
+// checkNewcomer checks that what took the old name "a" kept its mode and
+// contents.
+func checkNewcomer(t *testing.T, srv *ninetest.Server, fsys *ninep.FS, reuse string) {
+	if reuse == "" {
+		return
+	}
+	if err := fsys.Settle(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(srv.Dir, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case reuse == "dir" && (!st.IsDir() || st.Mode().Perm() != 0o755):
+		t.Errorf("the new directory a: mode %v, want drwxr-xr-x", st.Mode())
+	case reuse == "file":
+		b, err := os.ReadFile(filepath.Join(srv.Dir, "a"))
+		if err != nil || string(b) != "newcomer's" || st.Mode().Perm() != 0o644 || st.ModTime().Unix() == 1_000_000_000 {
+			t.Errorf("the new file a: %q, %v, mode %v, mtime %v", b, err, st.Mode(), st.ModTime())
 		}
 	}
 }
@@ -313,4 +374,41 @@ func TestSyncDir(t *testing.T) {
 			t.Errorf("SyncDir of a removed directory: %v, want nil", err)
 		}
 	})
+}
+
+// TestOpenFileAfterUnlinkLeavesTheNewcomerAlone: once an open file is
+// removed and a new file takes its name, attribute calls on the open file
+// may fail (a server that tracks fids by path cannot reach a removed
+// file) but never change the newcomer.
+func TestOpenFileAfterUnlinkLeavesTheNewcomerAlone(t *testing.T) {
+	run := func(t *testing.T, srv *ninetest.Server, fsys *ninep.FS) {
+		f, err := fsys.Open("a", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteAt([]byte("old"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := fsys.Unlink("a"); err != nil {
+			t.Fatal(err)
+		}
+		g, err := fsys.Open("a", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.WriteAt([]byte("newcomer's"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+		f.Chmod(0o600)
+		f.Utimens(nil, &unix.Timespec{Sec: 1_000_000_000})
+		f.Truncate(1)
+		fsys.Settle() // a refused deferred change of a removed file is dropped
+		checkNewcomer(t, srv, fsys, "file")
+	}
+	t.Run("plain", func(t *testing.T) { forEachServer(t, run) })
+	t.Run("exclusive", func(t *testing.T) { forEachExclusive(t, run) })
 }
