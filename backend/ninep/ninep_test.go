@@ -274,16 +274,7 @@ func renameOpenFile(flags uint32, reuse string) func(t *testing.T, srv *ninetest
 				t.Fatal(err)
 			}
 		case "file":
-			g, err := fsys.Open("a", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := g.WriteAt([]byte("newcomer's"), 0); err != nil {
-				t.Fatal(err)
-			}
-			if err := g.Close(); err != nil {
-				t.Fatal(err)
-			}
+			makeNewcomer(t, fsys)
 		}
 		defer checkNewcomer(t, srv, fsys, reuse)
 		mtime := unix.Timespec{Sec: 1_000_000_000}
@@ -319,6 +310,21 @@ func renameOpenFile(flags uint32, reuse string) func(t *testing.T, srv *ninetest
 		if st, err := os.Stat(filepath.Join(srv.Dir, "b")); err != nil || st.Size() != 2 {
 			t.Errorf("on the server after truncate: %v, %v", st, err)
 		}
+	}
+}
+
+// makeNewcomer creates the file "a" with known contents, which
+// checkNewcomer checks.
+func makeNewcomer(t *testing.T, fsys *ninep.FS) {
+	g, err := fsys.Open("a", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.WriteAt([]byte("newcomer's"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -393,16 +399,7 @@ func TestOpenFileAfterUnlinkLeavesTheNewcomerAlone(t *testing.T) {
 		if err := fsys.Unlink("a"); err != nil {
 			t.Fatal(err)
 		}
-		g, err := fsys.Open("a", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := g.WriteAt([]byte("newcomer's"), 0); err != nil {
-			t.Fatal(err)
-		}
-		if err := g.Close(); err != nil {
-			t.Fatal(err)
-		}
+		makeNewcomer(t, fsys)
 		f.Chmod(0o600)
 		f.Utimens(nil, &unix.Timespec{Sec: 1_000_000_000})
 		f.Truncate(1)
