@@ -15,8 +15,9 @@ import (
 // garbage collector empties) most of a cold fill's time went to
 // allocating, zeroing and first-touch faulting 4 KiB objects, about 2 ms
 // per MiB, five times the copy itself. Memory taken once stays with the
-// cache: its size is bounded by the Budget (plus one fill window), so the
-// high-water mark is the budget, which is what operators size for.
+// cache: its size is bounded by the Budget (plus the pages of fills in
+// flight that a short remote read leaves unused, until they are returned),
+// so the high-water mark is the budget, which is what operators size for.
 type pageMemory struct {
 	mu   sync.Mutex
 	free []*[PageSize]byte

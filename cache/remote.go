@@ -23,8 +23,7 @@ type Remote interface {
 // (the host's readahead into a local backing file's page cache, or
 // pipelined reads from a network server). A sequential stream prefetches
 // the window after each fill, so that the next fill finds its data on the
-// way instead of waiting for a whole remote read: parallel outstanding
-// reads, while fills themselves stay one at a time per file.
+// way instead of waiting for a whole remote read.
 type Prefetcher interface {
 	// Prefetch is a hint: it must not block on the remote, and errors
 	// are ignored (the fill that needs the data will see them).
