@@ -405,13 +405,11 @@ func (f *File) fillLocked(fill Range, dst []byte, x uint64) (got, copied uint64,
 //
 // Preconditions: f.ioMu is locked (for reading or writing).
 func (f *File) readRemoteVLocked(bufs [][]byte, off uint64) (int, error) {
-	var total, want uint64
+	var total uint64
 	for _, b := range bufs {
 		total += uint64(len(b))
 	}
-	if off < f.remoteSize {
-		want = min(total, f.remoteSize-off)
-	}
+	want := f.remoteBytes(off, total)
 	v, ok := f.remote.(VectorReader)
 	if !ok {
 		buf := getBuf(total)
@@ -424,12 +422,8 @@ func (f *File) readRemoteVLocked(bufs [][]byte, off uint64) (int, error) {
 		// Hand the remote only the bytes before its end.
 		head, rest := splitBufs(bufs, want)
 		n, err := v.ReadvAt(head, int64(off))
-		n = min(max(n, 0), int(want))
-		if uint64(n) < want {
-			if err == nil || errors.Is(err, io.EOF) {
-				return n, nil
-			}
-			return n, fmt.Errorf("cache: read remote at %d: %w", off+uint64(n), err)
+		if n, full, err := settleRemoteRead(n, err, want, off); !full {
+			return n, err
 		}
 		bufs = rest
 	}
@@ -496,20 +490,39 @@ func copyFromPages(dst []byte, bufs [][]byte, from, to uint64) uint64 {
 //
 // Preconditions: f.ioMu is locked (for reading or writing).
 func (f *File) readRemoteLocked(p []byte, off uint64) (int, error) {
-	var want uint64
-	if off < f.remoteSize {
-		want = min(uint64(len(p)), f.remoteSize-off)
-	}
+	want := f.remoteBytes(off, uint64(len(p)))
 	if want > 0 {
 		n, err := f.remote.ReadAt(p[:want], int64(off))
-		n = min(max(n, 0), int(want))
-		if uint64(n) < want {
-			if err == nil || errors.Is(err, io.EOF) {
-				return n, nil
-			}
-			return n, fmt.Errorf("cache: read remote at %d: %w", off+uint64(n), err)
+		if n, full, err := settleRemoteRead(n, err, want, off); !full {
+			return n, err
 		}
 	}
 	clear(p[want:])
 	return len(p), nil
+}
+
+// remoteBytes returns how many of the n bytes at off lie before the
+// remote's end.
+//
+// Preconditions: f.ioMu is locked (for reading or writing).
+func (f *File) remoteBytes(off, n uint64) uint64 {
+	if off >= f.remoteSize {
+		return 0
+	}
+	return min(n, f.remoteSize-off)
+}
+
+// settleRemoteRead checks a remote read of want bytes at off that returned
+// n and err. full tells whether all want bytes came; if not, it returns
+// the bytes that did, with a nil error unless the remote gave one other
+// than io.EOF.
+func settleRemoteRead(n int, err error, want, off uint64) (int, bool, error) {
+	n = min(max(n, 0), int(want))
+	if uint64(n) == want {
+		return n, true, nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		return n, false, nil
+	}
+	return n, false, fmt.Errorf("cache: read remote at %d: %w", off+uint64(n), err)
 }
