@@ -1,8 +1,6 @@
 package local
 
 import (
-	"sync"
-
 	"github.com/csi-goferfs/csi-goferfs/backend"
 	"golang.org/x/sys/unix"
 )
@@ -23,21 +21,9 @@ const maxWarmQueue = 256
 // idled. Warming only fills the host kernel's caches; the daemon caches
 // nothing, so every interop mode stays as coherent as without it.
 //
-// One goroutine per Root runs while directories are queued and exits when
-// the queue is empty.
-type warmer struct {
-	mu sync.Mutex
-	// queue holds directory names, the next to warm last (a walk goes
-	// depth first, so the directory listed last is entered first).
-	// Guarded by mu.
-	queue []string
-	// running is set while the goroutine runs. Guarded by mu.
-	running bool
-	// closed is set when the Root closes; nothing is queued after.
-	// Guarded by mu.
-	closed bool
-	done   sync.WaitGroup // the goroutine, for Close
-}
+// The queue is taken newest first: a walk goes depth first, so the
+// directories listed last are entered first.
+type warmer struct{ q hintQueue }
 
 var _ backend.DirPrefetcher = (*Root)(nil)
 
@@ -49,42 +35,23 @@ func (r *Root) PrefetchDirs(names []string) {
 	}
 }
 
-// push queues names and tells whether the caller must start the
-// goroutine (it was not running).
+// push queues names, the first to be taken first, and tells whether the
+// caller must start the goroutine.
 func (w *warmer) push(names []string) (start bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed || len(names) == 0 {
-		return false
+	rev := make([]string, len(names))
+	for i, n := range names {
+		rev[len(names)-1-i] = n
 	}
-	for i := len(names) - 1; i >= 0; i-- {
-		w.queue = append(w.queue, names[i])
-	}
-	if over := len(w.queue) - maxWarmQueue; over > 0 {
-		w.queue = append(w.queue[:0], w.queue[over:]...)
-	}
-	if w.running {
-		return false
-	}
-	w.running = true
-	w.done.Add(1)
-	return true
+	return w.q.push(maxWarmQueue, rev...)
 }
 
 func (r *Root) warmLoop() {
-	w := &r.warm
-	defer w.done.Done()
+	defer r.warm.q.done.Done()
 	for {
-		w.mu.Lock()
-		n := len(w.queue)
-		if n == 0 || w.closed {
-			w.running = false
-			w.mu.Unlock()
+		name, ok := r.warm.q.take(false)
+		if !ok {
 			return
 		}
-		name := w.queue[n-1]
-		w.queue = w.queue[:n-1]
-		w.mu.Unlock()
 		r.warmDir(name)
 	}
 }
@@ -104,25 +71,9 @@ func (r *Root) warmDir(name string) {
 	}
 	var stx unix.Statx_t
 	for _, e := range entries {
-		if r.warmClosed() {
+		if r.warm.q.isClosed() {
 			return
 		}
 		unix.Statx(fd, e.Name, unix.AT_SYMLINK_NOFOLLOW, statxMask, &stx)
 	}
-}
-
-func (r *Root) warmClosed() bool {
-	r.warm.mu.Lock()
-	defer r.warm.mu.Unlock()
-	return r.warm.closed
-}
-
-// stopWarming drops the queue and waits for the goroutine, which uses the
-// Root's descriptor.
-func (r *Root) stopWarming() {
-	r.warm.mu.Lock()
-	r.warm.closed = true
-	r.warm.queue = nil
-	r.warm.mu.Unlock()
-	r.warm.done.Wait()
 }

@@ -22,15 +22,16 @@ func TestLocal_WarmQueueKeepsTheNewestNames(t *testing.T) {
 			t.Fatalf("batch %d: push started the goroutine: %v, want %v", b, start, b == 0)
 		}
 	}
-	if len(w.queue) != maxWarmQueue {
-		t.Fatalf("queue holds %d names, want %d", len(w.queue), maxWarmQueue)
+	q := w.q.names
+	if len(q) != maxWarmQueue {
+		t.Fatalf("queue holds %d names, want %d", len(q), maxWarmQueue)
 	}
-	if next, want := w.queue[len(w.queue)-1], batches[2][0]; next != want {
-		t.Errorf("next to warm is %q, want %q", next, want)
+	if next, ok := w.q.take(false); !ok || next != batches[2][0] {
+		t.Errorf("next to warm is %q, want %q", next, batches[2][0])
 	}
 	// A batch is queued last name first, so the first batch lost its
 	// last names.
-	if oldest, want := w.queue[0], batches[0][99-(300-maxWarmQueue)]; oldest != want {
+	if oldest, want := q[0], batches[0][99-(300-maxWarmQueue)]; oldest != want {
 		t.Errorf("oldest kept is %q, want %q", oldest, want)
 	}
 }
@@ -46,9 +47,9 @@ func TestLocal_WarmingChangesNothingAndStopsAtClose(t *testing.T) {
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r.warm.mu.Lock()
-	running, queued := r.warm.running, len(r.warm.queue)
-	r.warm.mu.Unlock()
+	r.warm.q.mu.Lock()
+	running, queued := r.warm.q.running, len(r.warm.q.names)
+	r.warm.q.mu.Unlock()
 	if running || queued != 0 {
 		t.Fatalf("after Close: warming running %v with %d queued", running, queued)
 	}
