@@ -128,6 +128,16 @@ type DirPrefetcher interface {
 	PrefetchDirs(names []string)
 }
 
+// SiblingPrefetcher is an FS that can read ahead the files a reader is
+// about to open: OpenedForRead tells it that the file name was just opened
+// for reading, and when the opens follow the order in which the
+// directory lists its files, it starts reading the next ones. It is a
+// hint: it does not block, reports no error and changes nothing a caller
+// can see.
+type SiblingPrefetcher interface {
+	OpenedForRead(name string)
+}
+
 // VectorReader is a File that reads into several buffers with one call,
 // as preadv(2) does, so that the page cache can fill its pages without a
 // staging copy.

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/csi-goferfs/csi-goferfs/backend"
 	"golang.org/x/sys/unix"
 )
 
@@ -432,4 +433,48 @@ func TestRule_N1_OpenDirectoryStatSeesRemote(t *testing.T) {
 			t.Errorf("fstat after a subdirectory was made on the remote: nlink %d, want %d", after.Nlink, before.Nlink+1)
 		}
 	}, Shared)
+}
+
+// openRecorder records the remote's OpenedForRead hints.
+type openRecorder struct {
+	backend.FS
+	mu     sync.Mutex
+	opened []string
+}
+
+func (r *openRecorder) OpenedForRead(name string) {
+	r.mu.Lock()
+	r.opened = append(r.opened, name)
+	r.mu.Unlock()
+}
+
+// Each open for reading tells a remote that reads ahead across files which
+// file was opened, by its name in the volume; an open for writing only
+// does not, nor does a create.
+func TestOpen_TellsTheRemoteWhatIsOpenedForReading(t *testing.T) {
+	for _, v := range allVariants() {
+		t.Run(v.name, func(t *testing.T) {
+			rec := &openRecorder{}
+			tv := mountTestFS(t, v.opts, func(be backend.FS) backend.FS { rec.FS = be; return rec })
+			if err := os.Mkdir(tv.remote("d"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []string{"d/r", "d/rw", "d/w"} {
+				writeFile(t, tv.remote(n), "x")
+			}
+			for n, flags := range map[string]int{"d/r": os.O_RDONLY, "d/rw": os.O_RDWR, "d/w": os.O_WRONLY, "d/new": os.O_RDWR | os.O_CREATE} {
+				f, err := os.OpenFile(tv.path(n), flags, 0o644)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.Close()
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			slices.Sort(rec.opened)
+			if want := []string{"d/r", "d/rw"}; !slices.Equal(rec.opened, want) {
+				t.Fatalf("remote told of opens %q, want %q", rec.opened, want)
+			}
+		})
+	}
 }

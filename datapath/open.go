@@ -43,6 +43,9 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		f.Close()
 		return nil, 0, n.errno(err)
 	}
+	if p, ok := n.vol.fs.(backend.SiblingPrefetcher); ok && flags&unix.O_ACCMODE != unix.O_WRONLY {
+		p.OpenedForRead(name)
+	}
 	return h, h.fuseFlags(), 0
 }
 

@@ -17,9 +17,10 @@ import (
 
 // Root is a volume directory on the node.
 type Root struct {
-	fd   int // O_PATH descriptor of the directory; fixed at Open.
-	dir  string
-	warm warmer // see PrefetchDirs
+	fd       int // O_PATH descriptor of the directory; fixed at Open.
+	dir      string
+	warm     warmer   // see PrefetchDirs
+	siblings siblings // see OpenedForRead
 }
 
 var _ backend.FS = (*Root)(nil)
@@ -36,9 +37,10 @@ func Open(dir string) (*Root, error) {
 // String names the directory, for logs.
 func (r *Root) String() string { return fmt.Sprintf("local:%s", r.dir) }
 
-// Close stops warming directories and closes the directory descriptor.
+// Close stops reading ahead and closes the directory descriptor.
 func (r *Root) Close() error {
-	r.stopWarming()
+	r.warm.q.stop()
+	r.siblings.q.stop()
 	return unix.Close(r.fd)
 }
 
