@@ -41,8 +41,8 @@ func (q *hintQueue) push(max int, names ...string) (start bool) {
 }
 
 // take removes the newest name, or the oldest if oldest is set. When the
-// queue is empty or closed it returns false, and the goroutine, which
-// calls it, must then return.
+// queue is empty or closed it returns false, and the goroutine must then
+// return.
 func (q *hintQueue) take(oldest bool) (string, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -59,6 +59,19 @@ func (q *hintQueue) take(oldest bool) (string, bool) {
 	name := q.names[n-1]
 	q.names = q.names[:n-1]
 	return name, true
+}
+
+// work is the goroutine: it calls fn with each name it takes, the oldest
+// first if oldest is set, until the queue is empty or closed.
+func (q *hintQueue) work(oldest bool, fn func(name string)) {
+	defer q.done.Done()
+	for {
+		name, ok := q.take(oldest)
+		if !ok {
+			return
+		}
+		fn(name)
+	}
 }
 
 // isClosed tells the goroutine to stop in the middle of a long hint.

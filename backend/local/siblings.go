@@ -75,18 +75,7 @@ var _ backend.SiblingPrefetcher = (*Root)(nil)
 // does not block.
 func (r *Root) OpenedForRead(name string) {
 	if r.siblings.q.push(maxSiblingQueue, name) {
-		go r.siblingLoop()
-	}
-}
-
-func (r *Root) siblingLoop() {
-	defer r.siblings.q.done.Done()
-	for {
-		name, ok := r.siblings.q.take(true)
-		if !ok {
-			return
-		}
-		r.followOpen(name)
+		go r.siblings.q.work(true, r.followOpen)
 	}
 }
 

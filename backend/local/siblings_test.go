@@ -8,7 +8,6 @@ import (
 	"sort"
 	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -96,28 +95,14 @@ func siblingsFixture(t *testing.T, n int) (*Root, func() []string, []string) {
 	return r, read, listed
 }
 
-// waitIdle waits for q's goroutine to work through the queue.
-func waitIdle(t *testing.T, q *hintQueue) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
-		q.mu.Lock()
-		idle := !q.running && len(q.names) == 0
-		q.mu.Unlock()
-		if idle {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the goroutine did not finish the queue in 30 s")
-		}
-	}
-}
-
 // A reader of a directory in the order it lists its files, or in name
-// order, gets the files after it read ahead; only regular files are.
+// order, gets the files after it read ahead (only regular files: not the
+// subdirectory), and reading ahead changes nothing in the volume.
 func TestLocal_SiblingsFollowListingAndNameOrder(t *testing.T) {
 	for _, order := range []string{"listed", "by name"} {
 		t.Run(order, func(t *testing.T) {
 			r, readAhead, files := siblingsFixture(t, 20)
+			before := snapshot(t, r.dir)
 			if order == "by name" {
 				sort.Strings(files)
 			}
@@ -125,6 +110,9 @@ func TestLocal_SiblingsFollowListingAndNameOrder(t *testing.T) {
 			r.OpenedForRead(files[1])
 			if got, want := readAhead(), files[2:2+siblingsAhead]; !slices.Equal(got, want) {
 				t.Fatalf("read ahead %v, want %v", got, want)
+			}
+			if after := snapshot(t, r.dir); after != before {
+				t.Fatalf("reading ahead changed the tree:\nbefore:\n%s\nafter:\n%s", before, after)
 			}
 		})
 	}
@@ -167,7 +155,8 @@ func TestLocal_SiblingsIgnoreRandomOpensAndBadNames(t *testing.T) {
 	}
 }
 
-// Close stops the goroutine; after it nothing is queued.
+// Close stops the goroutine, which uses the Root's descriptor; after it
+// nothing is queued.
 func TestLocal_SiblingsStopAtClose(t *testing.T) {
 	r, _, files := siblingsFixture(t, 4)
 	for _, f := range files {
@@ -176,13 +165,5 @@ func TestLocal_SiblingsStopAtClose(t *testing.T) {
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r.siblings.q.mu.Lock()
-	running, queued := r.siblings.q.running, len(r.siblings.q.names)
-	r.siblings.q.mu.Unlock()
-	if running || queued != 0 {
-		t.Fatalf("after Close: running %v with %d queued", running, queued)
-	}
-	if r.siblings.q.push(maxSiblingQueue, files[0]) {
-		t.Fatal("a closed Root started following opens")
-	}
+	checkStopped(t, &r.siblings.q)
 }

@@ -31,7 +31,7 @@ var _ backend.DirPrefetcher = (*Root)(nil)
 // to be warmed first. It does not block.
 func (r *Root) PrefetchDirs(names []string) {
 	if r.warm.push(names) {
-		go r.warmLoop()
+		go r.warm.q.work(false, r.warmDir)
 	}
 }
 
@@ -43,17 +43,6 @@ func (w *warmer) push(names []string) (start bool) {
 		rev[len(names)-1-i] = n
 	}
 	return w.q.push(maxWarmQueue, rev...)
-}
-
-func (r *Root) warmLoop() {
-	defer r.warm.q.done.Done()
-	for {
-		name, ok := r.warm.q.take(false)
-		if !ok {
-			return
-		}
-		r.warmDir(name)
-	}
 }
 
 // warmDir lists the directory name and stats each entry, discarding the

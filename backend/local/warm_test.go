@@ -47,15 +47,7 @@ func TestLocal_WarmingChangesNothingAndStopsAtClose(t *testing.T) {
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r.warm.q.mu.Lock()
-	running, queued := r.warm.q.running, len(r.warm.q.names)
-	r.warm.q.mu.Unlock()
-	if running || queued != 0 {
-		t.Fatalf("after Close: warming running %v with %d queued", running, queued)
-	}
-	if r.warm.push([]string{"a"}) {
-		t.Fatal("a closed Root started warming")
-	}
+	checkStopped(t, &r.warm.q)
 	if after := snapshot(t, base); after != before {
 		t.Fatalf("warming changed the tree:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
