@@ -88,16 +88,19 @@ func (r *Root) followOpen(name string) {
 		return
 	}
 	d := r.siblings.reader(dir, r.listFiles)
+	// Every order follows every open, so that each knows where the
+	// reader is; the files come from the first that has some.
+	var next []string
 	for k := range d.orders {
-		if next := d.orders[k].step(base); len(next) > 0 {
-			for _, n := range next {
-				if r.siblings.q.isClosed() {
-					return
-				}
-				r.readAheadFile(joinName(dir, n))
-			}
+		if more := d.orders[k].step(base); len(next) == 0 {
+			next = more
+		}
+	}
+	for _, n := range next {
+		if r.siblings.q.isClosed() {
 			return
 		}
+		r.readAheadFile(joinName(dir, n))
 	}
 }
 
@@ -167,13 +170,7 @@ func (s *siblings) reader(dir string, list func(string) []string) *dirReader {
 // listFiles returns the names of the directory name's regular files in
 // the order it lists them, or nil if it cannot be read or holds too many.
 func (r *Root) listFiles(name string) []string {
-	fd, err := openBeneath(r.fd, name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
-	if err != nil {
-		return nil
-	}
-	defer unix.Close(fd)
-	d := dir{fd: fd}
-	entries, err := d.ReadDir()
+	entries, err := r.ReadDir(name)
 	if err != nil || len(entries) > maxSiblingNames {
 		return nil
 	}
